@@ -1,0 +1,86 @@
+/*
+ * spool/conf.h - the configuration of spoold and spoolctl.
+ *
+ * Sources, later ones winning key by key: the embedded default, the INI
+ * file, then SPOOLD_<SECTION>_<KEY> environment variables (for a transport
+ * section: SPOOLD_TRANSPORT_<NAME>_<KEY>). Every refusal names the file and
+ * line (or the variable) and the key.
+ */
+#ifndef SPOOL_CONF_H
+#define SPOOL_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_DEFAULT_PATH "/etc/spoold/spoold.conf"
+#define CONF_DEFAULT_SPOOL "/var/spool/spoold"
+#define CONF_MAX_TRANSPORTS 16
+#define CONF_MAX_RETRY 16
+#define CONF_MAX_EXPECT 16
+#define CONF_NAME_MAX 64
+
+enum conf_tls { CONF_TLS_NONE, CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT };
+enum conf_transport_type { CONF_TRANSPORT_SMTP, CONF_TRANSPORT_MAILDIR };
+
+struct conf_transport {
+	char name[CONF_NAME_MAX];
+	enum conf_transport_type type;
+	/* smtp */
+	char *host;
+	unsigned port;
+	enum conf_tls tls;
+	char *ca_file;       /* NULL: the system store */
+	char *user;          /* NULL: no AUTH */
+	char *password_file; /* read at each connection, never cached */
+	char *from;          /* envelope sender on this transport, or NULL */
+	char *helo;          /* EHLO name, NULL: the host name */
+	int64_t connect_timeout; /* seconds */
+	int64_t timeout;         /* seconds, every SMTP stage */
+	/* reachability probe */
+	char *probe_url; /* NULL: no probe, health from connections only */
+	long probe_expect[CONF_MAX_EXPECT];
+	size_t probe_expect_count;
+	int64_t probe_interval; /* seconds */
+	int64_t probe_timeout;  /* seconds */
+	/* maildir */
+	char *path;
+};
+
+struct conf {
+	char *source; /* "embedded default" or the file's path, for messages */
+	/* [spool] */
+	char *spool_dir;
+	uint64_t max_size;
+	/* [delivery] */
+	size_t route[CONF_MAX_TRANSPORTS]; /* indexes into transports[] */
+	size_t route_count;
+	unsigned concurrency;
+	int64_t retry[CONF_MAX_RETRY]; /* seconds; the last step repeats */
+	size_t retry_count;
+	int64_t max_age; /* seconds */
+	int bounce;
+	/* [transport NAME] */
+	struct conf_transport transports[CONF_MAX_TRANSPORTS];
+	size_t transport_count;
+};
+
+/*
+ * Loads the configuration. path: the -c argument or NULL. With NULL,
+ * $SPOOLD_CONFIG, then CONF_DEFAULT_PATH, then the embedded default;
+ * a file named by -c or $SPOOLD_CONFIG that does not exist is an error.
+ * Returns 0, or a sysexits code (EX_CONFIG, EX_NOINPUT...) with a one-line
+ * message in err. On error *out is left empty (safe to conf_free).
+ */
+int conf_load(struct conf *out, const char *path, char *err, size_t errlen);
+
+/* Frees what conf_load allocated; the struct may be reused. */
+void conf_free(struct conf *cf);
+
+/* The transport named name, or NULL. */
+const struct conf_transport *conf_transport_find(const struct conf *cf,
+						 const char *name);
+
+/* The delay before retry number attempt (1-based), before jitter. */
+int64_t conf_retry_delay(const struct conf *cf, unsigned attempt);
+
+#endif

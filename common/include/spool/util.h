@@ -1,0 +1,49 @@
+/*
+ * spool/util.h - small helpers shared by every module: value parsers for
+ * configuration and command lines, time formatting, bounded strings.
+ * No dependency beyond libc.
+ */
+#ifndef SPOOL_UTIL_H
+#define SPOOL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* "30s", "5m", "1h", "5d", "1w" or plain seconds -> seconds. 0 or -EINVAL. */
+int parse_duration(const char *s, int64_t *out);
+
+/* "10M", "512k", "1G" or plain bytes -> bytes. 0 or -EINVAL. */
+int parse_size(const char *s, uint64_t *out);
+
+/* "yes/no/true/false/on/off/1/0" -> 1/0. 0 or -EINVAL. */
+int parse_bool(const char *s, int *out);
+
+/* Non-negative decimal within [min, max]. 0, -EINVAL or -ERANGE. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* RFC 3339 UTC ("2026-11-24T11:21:30Z") into buf (at least 21 bytes). */
+#define RFC3339_LEN 21
+char *format_rfc3339(time_t t, char buf[RFC3339_LEN]);
+
+/* RFC 5322 date in local time ("Tue, 24 Nov 2026 11:21:30 +0000"). */
+#define RFC5322_DATE_LEN 40
+char *format_rfc5322_date(time_t t, char buf[RFC5322_DATE_LEN]);
+
+/* Copies like strlcpy: always NUL-terminates; returns strlen(src). */
+size_t str_copy(char *dst, const char *src, size_t size);
+
+/* Microseconds since the epoch and since an arbitrary monotonic origin. */
+int64_t time_now_us(void);
+int64_t time_mono_ms(void);
+
+/* fsync a directory by path or by descriptor. 0 or -errno. */
+int fsync_dir_path(const char *path);
+
+/* Reads all of fd into a malloc'd buffer, refusing more than max bytes
+ * (-EFBIG; the input is then drained). 0 or -errno; *out NUL-terminated. */
+int read_all_fd(int fd, size_t max, char **out, size_t *len);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * util.c - value parsers, time formatting and small I/O helpers shared by
+ * both binaries. Parsers return -EINVAL / -ERANGE and never print: the
+ * caller knows the key and the file line to report.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "spool/util.h"
+
+/* Parses "<digits><unit?>" where unit multiplies; unit "" is 1. */
+static int
+parse_scaled(const char *s, const char *units, const uint64_t *mult,
+	     uint64_t *out)
+{
+	const char *p = s;
+	uint64_t v = 0;
+	const char *u;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p != '\0' && !isspace((unsigned char)*p)) {
+		u = strchr(units, tolower((unsigned char)*p));
+		if (u == NULL)
+			return -EINVAL;
+		if (v > UINT64_MAX / mult[u - units])
+			return -ERANGE;
+		v *= mult[u - units];
+		p++;
+	}
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p != '\0')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int
+parse_duration(const char *s, int64_t *out)
+{
+	static const uint64_t mult[] = {1, 60, 3600, 86400, 604800};
+	uint64_t v;
+	int rc = parse_scaled(s, "smhdw", mult, &v);
+
+	if (rc < 0)
+		return rc;
+	if (v > (uint64_t)INT32_MAX * 100)
+		return -ERANGE;
+	*out = (int64_t)v;
+	return 0;
+}
+
+int
+parse_size(const char *s, uint64_t *out)
+{
+	static const uint64_t mult[] = {1, 1024, 1024 * 1024,
+					1024 * 1024 * 1024};
+	return parse_scaled(s, "bkmg", mult, out);
+}
+
+int
+parse_bool(const char *s, int *out)
+{
+	static const char *yes[] = {"yes", "true", "on", "1"};
+	static const char *no[] = {"no", "false", "off", "0"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int
+parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	static const uint64_t one[] = {1};
+	uint64_t v;
+	int rc = parse_scaled(s, "", one, &v);
+
+	if (rc < 0)
+		return rc;
+	if (v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+char *
+format_rfc3339(time_t t, char buf[RFC3339_LEN])
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, RFC3339_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+char *
+format_rfc5322_date(time_t t, char buf[RFC5322_DATE_LEN])
+{
+	static const char *days[] = {"Sun", "Mon", "Tue", "Wed",
+				     "Thu", "Fri", "Sat"};
+	static const char *months[] = {"Jan", "Feb", "Mar", "Apr",
+				       "May", "Jun", "Jul", "Aug",
+				       "Sep", "Oct", "Nov", "Dec"};
+	struct tm tm;
+	int off;
+
+	/* Names by hand: strftime's %a/%b follow the locale, RFC 5322
+	 * wants English. */
+	localtime_r(&t, &tm);
+	off = (int)(tm.tm_gmtoff / 60) % (24 * 60);
+	snprintf(buf, RFC5322_DATE_LEN,
+		 "%s, %d %s %d %02d:%02d:%02d %c%02d%02d", days[tm.tm_wday % 7],
+		 tm.tm_mday % 32, months[tm.tm_mon % 12],
+		 (tm.tm_year + 1900) % 10000, tm.tm_hour % 24, tm.tm_min % 60,
+		 tm.tm_sec % 61, off < 0 ? '-' : '+', abs(off) / 60,
+		 abs(off) % 60);
+	return buf;
+}
+
+size_t
+str_copy(char *dst, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+
+	if (size > 0) {
+		size_t n = len < size - 1 ? len : size - 1;
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+int64_t
+time_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+time_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+fsync_dir_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int
+read_all_fd(int fd, size_t max, char **out, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap + 1);
+	int rc = 0;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t r;
+
+		if (n == cap) {
+			char *nb;
+
+			if (cap > max) {
+				rc = -EFBIG;
+				break;
+			}
+			cap *= 2;
+			nb = realloc(buf, cap + 1);
+			if (nb == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > max) {
+			rc = -EFBIG;
+			break;
+		}
+	}
+	if (rc < 0) {
+		/* Drain an over-long input so a writer into a pipe sees a
+		 * refusal, not SIGPIPE. */
+		while (rc == -EFBIG) {
+			ssize_t r = read(fd, buf, cap);
+
+			if (r == 0 || (r < 0 && errno != EINTR))
+				break;
+		}
+		free(buf);
+		return rc;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}

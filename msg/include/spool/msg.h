@@ -1,0 +1,130 @@
+/*
+ * spool/msg.h - RFC 5321/5322 handling for submission: address checks,
+ * header parsing, and turning caller input into the canonical message that
+ * the spool stores (CRLF line ends, exactly one Date, From and Message-ID,
+ * no Bcc, no line over 998 octets).
+ *
+ * Functions that judge input return 0 or a sysexits code (EX_DATAERR for
+ * bad input, EX_USAGE for a missing recipient, EX_SOFTWARE / EX_OSERR on
+ * allocation failure) and write one human-readable line into err.
+ */
+#ifndef SPOOL_MSG_H
+#define SPOOL_MSG_H
+
+#include <stddef.h>
+
+#define MSG_LOCAL_MAX 64
+#define MSG_DOMAIN_MAX 255
+#define MSG_ADDR_MAX 254 /* RFC 5321 path limit minus the angle brackets */
+
+/*
+ * Checks an envelope address (addr-spec, no angle brackets, no comment).
+ * Refuses empty, CR/LF/NUL/control characters, spaces outside a quoted
+ * local part, a missing or empty domain, over-long parts. UTF-8 is allowed
+ * (SMTPUTF8-style) when well-formed. allow_empty: "" (null sender) is ok.
+ */
+int msg_addr_check(const char *addr, int allow_empty, char *err, size_t errlen);
+
+/* A growable list of malloc'd strings. */
+struct msg_strlist {
+	char **v;
+	size_t n;
+	size_t cap;
+};
+int msg_strlist_add(struct msg_strlist *l, const char *s); /* copies s */
+void msg_strlist_free(struct msg_strlist *l);
+
+/*
+ * Extracts the addr-specs of an address-list header value (To, Cc, Bcc):
+ * display names, comments, angle brackets, groups and folding handled.
+ * Appends each to out. 0 or EX_DATAERR.
+ */
+int msg_addr_list_parse(const char *value, size_t len, struct msg_strlist *out,
+			char *err, size_t errlen);
+
+/* One header field of a parsed message. name and value point into the
+ * message; value excludes "Name:" and the final line end, and keeps folds. */
+struct msg_header {
+	const char *name;
+	size_t name_len;
+	const char *value;
+	size_t value_len;
+	const char *start; /* the whole field, for copying */
+	size_t len;        /* including its line end */
+};
+
+struct msg_headers {
+	struct msg_header *h;
+	size_t n;
+	size_t cap;
+	size_t body_off; /* first byte after the blank line, or len if none */
+};
+
+/*
+ * Splits the header section of data (any line ends). A message with no
+ * blank line is all header if every line is a header field, else the
+ * header ends before the first line that is not one (that line starts the
+ * body). Refuses NUL bytes.
+ */
+int msg_headers_parse(const char *data, size_t len, struct msg_headers *out,
+		      char *err, size_t errlen);
+void msg_headers_free(struct msg_headers *hs);
+/* The first header named name (case-insensitive), or NULL. */
+const struct msg_header *msg_headers_find(const struct msg_headers *hs,
+					  const char *name);
+
+/* What sendmail-style submission was asked for. */
+struct msg_submit_opts {
+	const char *sender;      /* -f, NULL: the From address or user@host */
+	const char *full_name;   /* -F, used only when From is added */
+	int extract_rcpts;       /* -t: To, Cc, Bcc plus the argument list */
+	size_t max_size;         /* of the canonical message; 0: no limit */
+	const char *user;        /* login name, for an added From */
+	const char *hostname;    /* for an added From and Message-ID */
+};
+
+/* The canonical message and its envelope. */
+struct msg_prepared {
+	char *data; /* CRLF, ready to spool */
+	size_t len;
+	char *sender;             /* "" for <> */
+	struct msg_strlist rcpt;  /* de-duplicated, in order */
+};
+void msg_prepared_free(struct msg_prepared *p);
+
+/*
+ * Canonicalises a raw message: bare LF or CR become CRLF; Date,
+ * Message-ID and From are added when missing; Bcc is removed; with
+ * extract_rcpts, recipients come from To/Cc/Bcc plus rcpt_args; a body
+ * line over 998 octets makes the body quoted-printable (the headers get
+ * MIME-Version / Content-Transfer-Encoding to match). Refuses NUL bytes,
+ * no recipient (EX_USAGE), a bad address (EX_DATAERR), a message over
+ * max_size (EX_DATAERR, "message too large").
+ */
+int msg_prepare(const char *in, size_t len, const struct msg_submit_opts *o,
+		const char *const *rcpt_args, size_t nrcpt_args,
+		struct msg_prepared *out, char *err, size_t errlen);
+
+/* What `spoolctl submit --to ... --subject ...` asks for. */
+struct msg_compose_opts {
+	const char *const *to;
+	size_t nto;
+	const char *subject; /* UTF-8; RFC 2047 encoded when not plain ASCII */
+	const char *from;    /* NULL: user@hostname */
+	const char *body;    /* UTF-8 text, any line ends */
+	size_t body_len;
+	const char *user;
+	const char *hostname;
+	size_t max_size;
+};
+
+/*
+ * Builds a complete MIME message (Date, Message-ID, From, To, Subject,
+ * MIME-Version, Content-Type text/plain; charset=utf-8, and a
+ * Content-Transfer-Encoding that keeps every line within 998 octets).
+ * Refuses CR/LF in subject or addresses (header injection).
+ */
+int msg_compose(const struct msg_compose_opts *o, struct msg_prepared *out,
+		char *err, size_t errlen);
+
+#endif

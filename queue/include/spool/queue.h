@@ -1,0 +1,226 @@
+/*
+ * spool/queue.h - the message spool (files, the truth) and its retry state
+ * (LMDB, derived and rebuildable). Used by spoold and spoolctl.
+ *
+ * Spool directory layout:
+ *   tmp/     files being written; renamed into new/ once durable
+ *   new/     submitted, not yet seen by spoold (other programs drop here)
+ *   cur/     known to spoold, waiting for delivery or retry
+ *   failed/  failed permanently (or unreadable); kept for the operator
+ *   state/   LMDB environment (data.mdb, lock.mdb)
+ *
+ * Spool file format (the README documents it for other programs):
+ *   "SPOOLD 1\n"                     magic and version
+ *   "T <unix seconds>\n"             optional: time queued
+ *   "S <sender>\n"                   envelope sender; "S \n" is <>
+ *   "R <recipient>\n"                one per recipient, pending
+ *   "\n"                             end of envelope
+ *   message                          RFC 5322, CRLF (bare LF tolerated)
+ * spoold marks a recipient done by overwriting its 'R' in place with
+ * 'D' (accepted upstream) or 'F' (failed permanently), so a recipient
+ * accepted once is never sent to again even if state/ is lost.
+ *
+ * Functions return 0 or -errno unless stated; err (when given) receives one
+ * human-readable line. Nothing returned points into LMDB memory.
+ */
+#ifndef SPOOL_QUEUE_H
+#define SPOOL_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* 14 hex digits of microseconds since the epoch, then 10 random hex
+ * digits: unique across processes and hosts, sorts by time, a safe file
+ * name. */
+#define QUEUE_ID_LEN 24
+#define QUEUE_REPLY_MAX 512
+#define QUEUE_ADDR_MAX 320
+
+enum queue_dir { QUEUE_DIR_TMP, QUEUE_DIR_NEW, QUEUE_DIR_CUR, QUEUE_DIR_FAILED };
+
+enum queue_msg_state {
+	QUEUE_MSG_QUEUED,
+	QUEUE_MSG_DEFERRED,
+	QUEUE_MSG_DELIVERING,
+	QUEUE_MSG_HELD,
+	QUEUE_MSG_FAILED,
+};
+
+enum queue_rcpt_state {
+	QUEUE_RCPT_PENDING,
+	QUEUE_RCPT_SENT,
+	QUEUE_RCPT_FAILED,
+};
+
+const char *queue_msg_state_name(enum queue_msg_state s);
+const char *queue_rcpt_state_name(enum queue_rcpt_state s);
+
+/* 1 if s is a well-formed queue id. */
+int queue_id_valid(const char *s);
+/* A fresh id into out (QUEUE_ID_LEN + 1 bytes). */
+int queue_id_new(char out[QUEUE_ID_LEN + 1]);
+/* The time an id was made, in microseconds since the epoch. */
+int64_t queue_id_time_us(const char *id);
+
+/* ---- spool files -------------------------------------------------- */
+
+struct spool; /* open directory handles; thread-safe for distinct ids */
+
+/* Opens dir; with create, makes dir and its subfolders (mode 0700 for
+ * the spool, files 0600). */
+int spool_open(struct spool **out, const char *dir, int create, char *err,
+	       size_t errlen);
+void spool_close(struct spool *sp); /* NULL is a no-op */
+const char *spool_path(const struct spool *sp);
+int spool_dirfd(const struct spool *sp, enum queue_dir d);
+
+struct spool_rcpt {
+	char *address;
+	enum queue_rcpt_state state;
+	off_t mark_off; /* offset of the state byte in the file */
+};
+
+struct spool_envelope {
+	char *sender; /* "" for the null sender */
+	struct spool_rcpt *rcpt;
+	size_t nrcpt;
+	int64_t queued_at; /* unix seconds; 0 if the file had no T line */
+};
+
+void spool_envelope_free(struct spool_envelope *env);
+
+/*
+ * Parses a spool file image. On success fills env (caller frees with
+ * spool_envelope_free) and *body_off (offset of the message). Refuses a
+ * bad magic, a line without "X " form, an address with CR/NUL or over
+ * QUEUE_ADDR_MAX, no recipient, or a missing blank line: -EINVAL and err.
+ * Never reads past len; data need not be NUL-terminated.
+ */
+int spool_parse(const char *data, size_t len, struct spool_envelope *env,
+		size_t *body_off, char *err, size_t errlen);
+
+/*
+ * Durable submission: writes the envelope and msg to tmp/ID, fsyncs it,
+ * renames it into new/ID (never over an existing file) and fsyncs new/.
+ * Returns 0 only when all of that is on disk; on any error nothing is left
+ * in tmp/ or new/. id_out gets the id (QUEUE_ID_LEN + 1 bytes).
+ */
+int spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
+		 size_t nrcpt, const char *msg, size_t len,
+		 char id_out[QUEUE_ID_LEN + 1], char *err, size_t errlen);
+
+/* An open, mapped spool file. */
+struct spool_file {
+	char id[QUEUE_ID_LEN + 1];
+	int fd;
+	const char *data; /* the whole file, read-only mapping */
+	size_t size;
+	size_t body_off;
+	struct spool_envelope env;
+};
+
+/* Opens and parses dir/ID (read-write so marks can be written). */
+int spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
+		    struct spool_file *out, char *err, size_t errlen);
+void spool_file_close(struct spool_file *f);
+
+/* Overwrites recipient i's state byte in place (no fsync). */
+int spool_file_mark(struct spool_file *f, size_t i, enum queue_rcpt_state st);
+/* fdatasync: makes marks durable. */
+int spool_file_sync(struct spool_file *f);
+
+/* rename(from/ID, to/ID) then fsync(to). */
+int spool_move(struct spool *sp, const char *id, enum queue_dir from,
+	       enum queue_dir to);
+/* unlink d/ID; no fsync (a lost unlink only repeats a delivery). */
+int spool_remove(struct spool *sp, enum queue_dir d, const char *id);
+/* stat d/ID: 0 with size, or -ENOENT. */
+int spool_stat(struct spool *sp, enum queue_dir d, const char *id,
+	       uint64_t *size, int64_t *mtime);
+
+/* Calls cb for every well-formed id in d (other names are skipped; in tmp/
+ * every name is passed). Stops and returns cb's value if it is non-zero. */
+int spool_scan(struct spool *sp, enum queue_dir d,
+	       int (*cb)(const char *name, void *arg), void *arg);
+
+/* Removes files in tmp/ older than max_age seconds; returns the count. */
+int spool_clean_tmp(struct spool *sp, int64_t max_age);
+
+/* ---- retry state (LMDB in SPOOL/state) ----------------------------- */
+
+struct queue_rcpt_info {
+	char *address;
+	enum queue_rcpt_state state;
+	char *reply; /* last reply, or NULL */
+};
+
+struct queue_msg_info {
+	char id[QUEUE_ID_LEN + 1];
+	enum queue_msg_state state;
+	int64_t queued_at;    /* unix seconds */
+	int64_t next_attempt; /* unix seconds; 0: none (held, failed) */
+	uint64_t size;
+	uint32_t attempts;
+	char *sender;
+	char *last_error;     /* or NULL */
+	char *transport;      /* last used, or NULL */
+	struct queue_rcpt_info *rcpt;
+	size_t nrcpt;
+};
+
+/* Frees the strings and the rcpt array, not m itself. */
+void queue_msg_info_free(struct queue_msg_info *m);
+
+struct state;
+struct state_txn;
+
+/*
+ * Opens SPOOL/state. readonly: for inspection commands (still needs write
+ * access to lock.mdb, as LMDB does). Runs mdb_reader_check to clear
+ * readers of crashed processes. A corrupt or unreadable environment
+ * returns -EBADMSG so the caller can remove it and rebuild.
+ */
+int state_open(struct state **out, const char *spool_dir, int readonly,
+	       char *err, size_t errlen);
+void state_close(struct state *st);
+/* Deletes the LMDB files of SPOOL/state (environment must be closed). */
+int state_remove(const char *spool_dir);
+
+/* A transaction; write transactions only on one thread at a time. */
+int state_begin(struct state *st, int write, struct state_txn **out);
+/* Commits; on MDB_MAP_FULL grows the map once the txn is gone and
+ * returns -ENOSPC so the caller retries (the txn is always freed). */
+int state_commit(struct state_txn *txn);
+void state_abort(struct state_txn *txn);
+
+/* Copies the record of id into *out. -ENOENT if absent. */
+int state_msg_get(struct state_txn *txn, const char *id,
+		  struct queue_msg_info *out);
+/* Inserts or replaces m, and keeps the due index in step: a message is in
+ * the index iff its state is queued or deferred, keyed by next_attempt. */
+int state_msg_put(struct state_txn *txn, const struct queue_msg_info *m);
+/* Removes the record and its due entry. -ENOENT if absent. */
+int state_msg_del(struct state_txn *txn, const char *id);
+
+/* Up to max ids whose next_attempt <= now, earliest first, into ids.
+ * *n gets the count; *next_due the earliest next_attempt still > now
+ * (0 if none). Reads the due index only. */
+int state_due(struct state_txn *txn, int64_t now, size_t max,
+	      char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due);
+
+/* Every record in id order; stops when cb returns non-zero (returned). */
+int state_foreach(struct state_txn *txn,
+		  int (*cb)(const struct queue_msg_info *m, void *arg),
+		  void *arg);
+
+/* Counts per state (indexed by enum queue_msg_state). */
+int state_count(struct state_txn *txn, uint64_t counts[5]);
+
+/* Small key/value store for daemon metadata (e.g. "rebuilt"). Values are
+ * copied into buf (NUL-terminated); -ENOENT if absent. */
+int state_meta_get(struct state_txn *txn, const char *key, char *buf,
+		   size_t buflen);
+int state_meta_put(struct state_txn *txn, const char *key, const char *value);
+
+#endif

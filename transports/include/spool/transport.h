@@ -1,0 +1,90 @@
+/*
+ * spool/transport.h - pluggable delivery.
+ *
+ * A transport delivers a batch of messages over one session (one SMTP
+ * connection, one Maildir). deliver() blocks: spoold calls it from its own
+ * delivery threads, never from the event loop, and may call it from several
+ * threads at once on the same transport. Every stage of a session is bounded
+ * in time, so deliver() always returns.
+ *
+ * Outcomes follow the delivery rules:
+ *   DELIV_OK        accepted upstream (2xx to RCPT and to the final dot)
+ *   DELIV_TEMPFAIL  try again: on the next transport of the route in the
+ *                   same attempt, else later by the retry schedule
+ *   DELIV_PERMFAIL  5xx to RCPT or to the data: this recipient has failed
+ */
+#ifndef SPOOL_TRANSPORT_H
+#define SPOOL_TRANSPORT_H
+
+#include <stddef.h>
+
+#include "spool/conf.h"
+#include "spool/queue.h"
+
+enum deliv_status { DELIV_OK, DELIV_TEMPFAIL, DELIV_PERMFAIL };
+
+const char *deliv_status_name(enum deliv_status s);
+
+struct transport_rcpt {
+	const char *address;
+	/* filled by deliver() */
+	enum deliv_status status;
+	int code;                    /* SMTP reply code, 0 if none */
+	char reply[QUEUE_REPLY_MAX]; /* the server's reply or our diagnosis */
+};
+
+struct transport_msg {
+	const char *id;
+	const char *sender; /* "" for <>; the transport's `from` overrides */
+	struct transport_rcpt *rcpt; /* only recipients still pending */
+	size_t nrcpt;
+	const char *data; /* the message: CRLF, bare LF or CR tolerated */
+	size_t len;
+};
+
+/* What a session as a whole came to. relay_failed: the relay itself
+ * failed (connect, TLS, greeting, EHLO, AUTH, a timeout, a dropped
+ * connection, 4xx to MAIL): every recipient not yet answered is
+ * DELIV_TEMPFAIL with diag as its reply, and the transport's health
+ * counts it. */
+struct transport_session {
+	int relay_failed;
+	char diag[QUEUE_REPLY_MAX];
+};
+
+struct transport;
+
+struct transport_ops {
+	const char *type; /* the `type =` value: "smtp", "maildir" */
+	/* Checks cf (e.g. secret file modes) and builds the transport.
+	 * 0 or -errno with one line in err. */
+	int (*create)(struct transport **out, const struct conf_transport *cf,
+		      char *err, size_t errlen);
+	/* Delivers msgs in one session and fills every recipient's outcome
+	 * and *sess. Returns 0 once outcomes are filled in (even if all
+	 * failed), -errno only for a local fault (outcomes then TEMPFAIL). */
+	int (*deliver)(struct transport *t, struct transport_msg *msgs,
+		       size_t n, struct transport_session *sess);
+	void (*destroy)(struct transport *t);
+};
+
+/* The common head of every transport; implementations embed it first. */
+struct transport {
+	const struct transport_ops *ops;
+	char name[CONF_NAME_MAX];
+};
+
+extern const struct transport_ops transport_smtp_ops;
+extern const struct transport_ops transport_maildir_ops;
+
+/* Builds the transport cf names (by its type). */
+int transport_create(struct transport **out, const struct conf_transport *cf,
+		     char *err, size_t errlen);
+int transport_deliver(struct transport *t, struct transport_msg *msgs,
+		      size_t n, struct transport_session *sess);
+void transport_destroy(struct transport *t); /* NULL is a no-op */
+
+/* Process-wide setup (OpenSSL, libESMTP); call once before threads. */
+int transport_global_init(char *err, size_t errlen);
+
+#endif
