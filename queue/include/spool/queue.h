@@ -217,6 +217,15 @@ int state_foreach(struct state_txn *txn,
 /* Counts per state (indexed by enum queue_msg_state). */
 int state_count(struct state_txn *txn, uint64_t counts[5]);
 
+/*
+ * Makes messages due at now: the ids given, or with n == 0 every queued
+ * or deferred one. Held, failed and delivering messages are left alone.
+ * *count gets how many were made due. An unknown id is -ENOENT with err
+ * naming it. Built on the calls above (queue_ops.c).
+ */
+int state_flush(struct state_txn *txn, const char *const *ids, size_t n,
+		int64_t now, size_t *count, char *err, size_t errlen);
+
 /* Small key/value store for daemon metadata (e.g. "rebuilt"). Values are
  * copied into buf (NUL-terminated); -ENOENT if absent. */
 int state_meta_get(struct state_txn *txn, const char *key, char *buf,

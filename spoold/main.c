@@ -1,0 +1,405 @@
+/*
+ * main.c - spoold: options, start-up, signals and shutdown.
+ *
+ *   spoold [-c FILE] [-f|--foreground]
+ *
+ * Start-up refuses, with one line and a sysexits code, anything that would
+ * make the daemon useless: a bad configuration, a spool it cannot create or
+ * lock, a transport that cannot be built (e.g. a secret file readable by
+ * others). After start-up nothing exits: failures become deferrals.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "spool/log.h"
+#include "spool/util.h"
+#include "spoold.h"
+
+#define PID_FILE_NAME "spoold.pid"
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp, "usage: spoold [-c FILE] [-f|--foreground]\n");
+}
+
+void
+generation_put(struct generation *g)
+{
+	if (g == NULL || --g->refs > 0)
+		return;
+	for (size_t i = 0; i < g->cf.transport_count; i++)
+		transport_destroy(g->transports[i]);
+	conf_free(&g->cf);
+	free(g);
+}
+
+/* Loads the configuration and builds every transport it names. */
+static int
+generation_load(struct generation **out, const char *path, char *err,
+		size_t errlen)
+{
+	struct generation *g = calloc(1, sizeof(*g));
+	int rc;
+
+	if (g == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return EX_OSERR;
+	}
+	g->refs = 1;
+	rc = conf_load(&g->cf, path, err, errlen);
+	if (rc != 0) {
+		free(g);
+		return rc;
+	}
+	for (size_t i = 0; i < g->cf.transport_count; i++) {
+		char terr[512];
+
+		if (transport_create(&g->transports[i], &g->cf.transports[i],
+				     terr, sizeof(terr)) < 0) {
+			snprintf(err, errlen, "%s: %s", g->cf.source, terr);
+			generation_put(g);
+			return EX_CONFIG;
+		}
+	}
+	*out = g;
+	return 0;
+}
+
+/* One daemon per spool: an flock'd pid file says who owns it. */
+static int
+spool_lock(const char *dir, char *err, size_t errlen)
+{
+	char path[4096], buf[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, PID_FILE_NAME);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		n = (int)read(fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		snprintf(err, errlen, "another spoold (pid %s) runs on %s",
+			 buf[0] ? buf : "?", dir);
+		close(fd);
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd; /* held open, and so locked, for the daemon's life */
+}
+
+static void
+on_done(uv_async_t *a)
+{
+	struct daemon *d = a->data;
+	struct job *job = workers_take_done(d->workers);
+
+	while (job != NULL) {
+		struct job *next = job->next;
+
+		sched_job_done(d, job);
+		job = next;
+	}
+}
+
+static void
+on_new_file(uv_fs_event_t *h, const char *name, int events, int status)
+{
+	struct daemon *d = h->data;
+
+	(void)events;
+	if (status < 0) {
+		log_warn("watching %s/new: %s", spool_path(d->spool),
+			 uv_strerror(status));
+		sched_pickup_soon(d, NULL);
+		return;
+	}
+	/* A name is a hint only: pickup checks the file is there. */
+	sched_pickup_soon(d, name);
+}
+
+static void
+on_rescan(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	int n = spool_clean_tmp(d->spool, SPOOLD_TMP_MAX_AGE);
+
+	if (n > 0)
+		log_info("removed %d abandoned file(s) from tmp/", n);
+	sched_pickup_soon(d, NULL);
+}
+
+static void
+close_cb_walk(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Ends the loop: at once if nothing is in flight, else when the last job
+ * reports or the grace period ends. */
+void
+daemon_maybe_finish(struct daemon *d)
+{
+	if (d->jobs_running > 0 && uv_is_active((uv_handle_t *)&d->stop_timer))
+		return;
+	if (d->jobs_running > 0) {
+		log_info("abandoning %u delivery session(s) in flight; they "
+			 "are retried at the next start",
+			 d->jobs_running);
+		uv_stop(d->loop);
+		return;
+	}
+	uv_walk(d->loop, close_cb_walk, NULL);
+}
+
+static void
+on_stop_timer(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	uv_timer_stop(t);
+	daemon_maybe_finish(d);
+}
+
+static void
+on_term(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	log_info("stopping on signal %d (%u session(s) in flight)", signum,
+		 d->jobs_running);
+	sd_notify(0, "STOPPING=1");
+	uv_fs_event_stop(&d->new_watch);
+	uv_timer_stop(&d->pickup_timer);
+	uv_timer_stop(&d->due_timer);
+	uv_timer_stop(&d->rescan_timer);
+	control_stop(d);
+	if (d->jobs_running > 0)
+		uv_timer_start(&d->stop_timer, on_stop_timer,
+			       SPOOLD_STOP_GRACE_MS, 0);
+	daemon_maybe_finish(d);
+}
+
+static void
+on_hup(uv_signal_t *s, int signum)
+{
+	struct daemon *d = s->data;
+	struct generation *g;
+	char err[1024];
+
+	(void)signum;
+	sd_notify(0, "RELOADING=1");
+	if (generation_load(&g, d->conf_path, err, sizeof(err)) != 0) {
+		log_err("reload refused, keeping the running configuration: "
+			"%s",
+			err);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	if (strcmp(g->cf.spool_dir, d->gen->cf.spool_dir) != 0 ||
+	    g->cf.concurrency != d->gen->cf.concurrency)
+		log_warn("reload: a new spool dir or concurrency takes "
+			 "effect at the next start only");
+	g->cf.concurrency = d->gen->cf.concurrency;
+	generation_put(d->gen);
+	d->gen = g;
+	log_info("reloaded %s: %zu transport(s)", g->cf.source,
+		 g->cf.transport_count);
+	sd_notify(0, "READY=1");
+	sched_run(d);
+}
+
+static int
+daemon_open_state(struct daemon *d, char *err, size_t errlen)
+{
+	int rc = state_open(&d->state, d->gen->cf.spool_dir, 0, err, errlen);
+
+	if (rc == -EBADMSG) {
+		log_warn("state unreadable (%s); rebuilding it from the spool",
+			 err);
+		rc = state_remove(d->gen->cf.spool_dir);
+		if (rc == 0)
+			rc = state_open(&d->state, d->gen->cf.spool_dir, 0,
+					err, errlen);
+	}
+	return rc;
+}
+
+static int
+daemon_start(struct daemon *d, char *err, size_t errlen)
+{
+	char path[4096];
+	int rc;
+
+	rc = workers_start(&d->workers, d->gen->cf.concurrency, d->spool,
+			   &d->done_async, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = sched_start(d, err, errlen);
+	if (rc < 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/new", spool_path(d->spool));
+	rc = uv_fs_event_start(&d->new_watch, on_new_file, path, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot watch %s: %s", path,
+			 uv_strerror(rc));
+		return rc;
+	}
+	uv_timer_start(&d->rescan_timer, on_rescan, SPOOLD_RESCAN_MS,
+		       SPOOLD_RESCAN_MS);
+	return control_start(d, err, errlen);
+}
+
+static void
+daemon_handles_init(struct daemon *d)
+{
+	uv_timer_t *timers[] = {&d->pickup_timer, &d->due_timer,
+				&d->rescan_timer, &d->stop_timer};
+	uv_signal_t *sigs[] = {&d->sig_term, &d->sig_int, &d->sig_hup};
+
+	for (size_t i = 0; i < ARRAY_SIZE(timers); i++) {
+		uv_timer_init(d->loop, timers[i]);
+		timers[i]->data = d;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
+		uv_signal_init(d->loop, sigs[i]);
+		sigs[i]->data = d;
+	}
+	uv_signal_start(&d->sig_term, on_term, SIGTERM);
+	uv_signal_start(&d->sig_int, on_term, SIGINT);
+	uv_signal_start(&d->sig_hup, on_hup, SIGHUP);
+	uv_fs_event_init(d->loop, &d->new_watch);
+	d->new_watch.data = d;
+	uv_async_init(d->loop, &d->done_async, on_done);
+	d->done_async.data = d;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"foreground", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct daemon d = {0};
+	char err[1024];
+	int opt, foreground = 0, lock_fd, rc;
+	unsigned busy;
+
+	while ((opt = getopt_long(argc, argv, "c:fh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			d.conf_path = optarg;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	log_init("spoold", 1, LOG_LEVEL_INFO);
+	if (transport_global_init(err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return EX_SOFTWARE;
+	}
+	rc = generation_load(&d.gen, d.conf_path, err, sizeof(err));
+	if (rc != 0) {
+		log_err("%s", err);
+		return rc;
+	}
+	if (spool_open(&d.spool, d.gen->cf.spool_dir, 1, err, sizeof(err)) <
+	    0) {
+		log_err("%s", err);
+		generation_put(d.gen);
+		return EX_CANTCREAT;
+	}
+	if (!foreground) {
+		/* before any thread or loop exists */
+		if (daemon(0, 0) < 0) {
+			log_err("cannot go to the background: %s",
+				strerror(errno));
+			return EX_OSERR;
+		}
+		log_init("spoold", 0, LOG_LEVEL_INFO);
+	}
+	lock_fd = spool_lock(d.gen->cf.spool_dir, err, sizeof(err));
+	if (lock_fd < 0) {
+		log_err("%s", err);
+		return EX_TEMPFAIL;
+	}
+	if (daemon_open_state(&d, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return EX_IOERR;
+	}
+	d.loop = uv_default_loop();
+	daemon_handles_init(&d);
+	if (daemon_start(&d, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		rc = EX_OSERR;
+		d.stopping = 1;
+		uv_walk(d.loop, close_cb_walk, NULL);
+		uv_run(d.loop, UV_RUN_DEFAULT);
+		goto out;
+	}
+	log_info("ready: spool %s, %zu transport(s), route %s%s, "
+		 "concurrency %u",
+		 d.gen->cf.spool_dir, d.gen->cf.transport_count,
+		 d.gen->cf.transports[d.gen->cf.route[0]].name,
+		 d.gen->cf.route_count > 1 ? ", ..." : "",
+		 d.gen->cf.concurrency);
+	sd_notify(0, "READY=1");
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	rc = 0;
+out:
+	busy = workers_stop(d.workers);
+	if (busy == 0) {
+		if (uv_loop_close(d.loop) != 0)
+			log_warn("event loop closed with handles open");
+		state_close(d.state);
+		spool_close(d.spool);
+		generation_put(d.gen);
+	}
+	/* else: threads still in a session hold the spool and the
+	 * transports; the process exit releases them */
+	free(d.pending);
+	close(lock_fd);
+	log_info("stopped");
+	return rc;
+}

@@ -1,0 +1,821 @@
+/*
+ * scheduler.c - from the spool to sessions and back. Loop thread only.
+ *
+ * The spool files are the truth; LMDB holds what is derived from them
+ * (state, attempts, replies) plus the due index that says what to send
+ * next. Every step writes LMDB in one short transaction per loop turn:
+ * one for a burst of new files, one per claimed batch, one per finished
+ * session. Nothing here scans the queue except start-up, which reconciles
+ * LMDB with the spool after a crash or a deleted state directory.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spool/log.h"
+#include "spool/util.h"
+#include "spoold.h"
+
+static int64_t
+now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+static void
+set_str(char **dst, const char *s)
+{
+	char *copy = dup_or_null(s);
+
+	if (s != NULL && copy == NULL)
+		return; /* keep the old text rather than lose the record */
+	free(*dst);
+	*dst = copy;
+}
+
+/* The retry delay for attempt n with +-10 % jitter, so messages deferred
+ * together do not come back together and hammer a recovering relay. */
+static int64_t
+retry_at(const struct conf *cf, unsigned attempts)
+{
+	int64_t delay = conf_retry_delay(cf, attempts);
+	int64_t spread = delay / 5;
+
+	if (spread > 0)
+		delay += (int64_t)arc4random_uniform((uint32_t)spread + 1) -
+			 spread / 2;
+	return now_s() + (delay > 0 ? delay : 1);
+}
+
+/* Builds a fresh record from a spool file. */
+static int
+record_from_file(struct queue_msg_info *m, const struct spool_file *f,
+		 enum queue_msg_state state, int64_t next)
+{
+	memset(m, 0, sizeof(*m));
+	str_copy(m->id, f->id, sizeof(m->id));
+	m->state = state;
+	m->queued_at = f->env.queued_at;
+	if (m->queued_at == 0 && queue_id_valid(f->id))
+		m->queued_at = queue_id_time_us(f->id) / 1000000;
+	m->next_attempt = next;
+	m->size = f->size - f->body_off;
+	m->sender = strdup(f->env.sender);
+	m->rcpt = calloc(f->env.nrcpt, sizeof(*m->rcpt));
+	if (m->sender == NULL || m->rcpt == NULL)
+		goto nomem;
+	m->nrcpt = f->env.nrcpt;
+	for (size_t i = 0; i < f->env.nrcpt; i++) {
+		m->rcpt[i].state = f->env.rcpt[i].state;
+		m->rcpt[i].address = strdup(f->env.rcpt[i].address);
+		if (m->rcpt[i].address == NULL)
+			goto nomem;
+	}
+	return 0;
+nomem:
+	queue_msg_info_free(m);
+	memset(m, 0, sizeof(*m));
+	return -ENOMEM;
+}
+
+/* A record for a message that cannot be read; it sits in failed/. */
+static int
+put_unreadable(struct state_txn *txn, const char *id, const char *why)
+{
+	struct queue_msg_info m = {.state = QUEUE_MSG_FAILED};
+	int rc;
+
+	str_copy(m.id, id, sizeof(m.id));
+	m.queued_at = now_s();
+	m.sender = (char *)"";
+	m.last_error = (char *)why;
+	rc = state_msg_put(txn, &m);
+	return rc;
+}
+
+/* ---- pickup: new/ -> LMDB + cur/ --------------------------------- */
+
+static void pickup_cb(uv_timer_t *t);
+
+void
+sched_pickup_soon(struct daemon *d, const char *name)
+{
+	if (name == NULL) {
+		d->rescan_new = 1;
+	} else if (name[0] != '.') {
+		if (d->npending == d->cap_pending) {
+			size_t cap = d->cap_pending ? d->cap_pending * 2 : 64;
+			void *p = realloc(d->pending, cap * sizeof(*d->pending));
+
+			if (p == NULL) {
+				d->rescan_new = 1; /* read new/ instead */
+				goto arm;
+			}
+			d->pending = p;
+			d->cap_pending = cap;
+		}
+		/* names that are not ids get one at pickup; a name too
+		 * long for the list is found by reading new/ instead */
+		if (strlen(name) >= sizeof(d->pending[0]))
+			d->rescan_new = 1;
+		else
+			str_copy(d->pending[d->npending++], name,
+				 sizeof(d->pending[0]));
+	}
+arm:
+	if (!uv_is_active((uv_handle_t *)&d->pickup_timer))
+		uv_timer_start(&d->pickup_timer, pickup_cb, 0, 0);
+}
+
+/* Gives a file dropped under another name a queue id. */
+static int
+pickup_rename(struct daemon *d, const char *name, char id[QUEUE_ID_LEN + 1])
+{
+	int dfd = spool_dirfd(d->spool, QUEUE_DIR_NEW);
+
+	if (queue_id_new(id) < 0)
+		return -EIO;
+	if (renameat(dfd, name, dfd, id) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Reads the whole of new/ into the pending list. */
+static void
+pickup_read_new(struct daemon *d)
+{
+	int fd = dup(spool_dirfd(d->spool, QUEUE_DIR_NEW));
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (dir == NULL) {
+		log_err("cannot read %s/new: %s", spool_path(d->spool),
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	d->rescan_new = 0;
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		sched_pickup_soon(d, de->d_name);
+		if (d->rescan_new)
+			break; /* out of memory: try again on the next rescan */
+	}
+	closedir(dir);
+}
+
+/* One new/ file into the transaction; returns 1 if it should move to
+ * cur/ after the commit, 0 to skip, -errno on a state error. */
+static int
+pickup_one(struct daemon *d, struct state_txn *txn, const char *name,
+	   char id[QUEUE_ID_LEN + 1])
+{
+	struct spool_file f;
+	struct queue_msg_info m;
+	char err[256];
+	int rc;
+
+	if (!queue_id_valid(name)) {
+		rc = pickup_rename(d, name, id);
+		if (rc < 0) {
+			if (rc != -ENOENT)
+				log_err("cannot rename new/%s: %s", name,
+					strerror(-rc));
+			return 0;
+		}
+		log_info("id=%s picked up new/%s", id, name);
+	} else {
+		str_copy(id, name, QUEUE_ID_LEN + 1);
+	}
+	rc = state_msg_get(txn, id, &m);
+	if (rc == 0) {
+		/* known already: the daemon stopped between commit and
+		 * rename last time */
+		queue_msg_info_free(&m);
+		return 1;
+	}
+	if (rc != -ENOENT)
+		return rc;
+	rc = spool_file_open(d->spool, QUEUE_DIR_NEW, id, &f, err,
+			     sizeof(err));
+	if (rc == -ENOENT)
+		return 0; /* a duplicate event for a file already taken */
+	if (rc < 0) {
+		log_err("id=%s status=failed reply=\"unreadable spool file: "
+			"%s\"",
+			id, err);
+		if (spool_move(d->spool, id, QUEUE_DIR_NEW, QUEUE_DIR_FAILED) <
+		    0)
+			return 0;
+		return put_unreadable(txn, id, err);
+	}
+	rc = record_from_file(&m, &f, QUEUE_MSG_QUEUED, now_s());
+	spool_file_close(&f);
+	if (rc < 0)
+		return rc;
+	rc = state_msg_put(txn, &m);
+	if (rc == 0) {
+		log_info("id=%s from=<%s> nrcpt=%zu size=%llu queued", id,
+			 m.sender, m.nrcpt, (unsigned long long)m.size);
+		rc = 1;
+	}
+	queue_msg_info_free(&m);
+	return rc;
+}
+
+static void
+pickup_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	char (*moved)[QUEUE_ID_LEN + 1] = NULL;
+	struct state_txn *txn = NULL;
+	size_t nmoved = 0;
+	int rc;
+
+	if (d->rescan_new)
+		pickup_read_new(d);
+	if (d->npending == 0)
+		goto out;
+	moved = calloc(d->npending, sizeof(*moved));
+	if (moved == NULL || (rc = state_begin(d->state, 1, &txn)) < 0) {
+		log_err("pickup: cannot open a state transaction");
+		goto retry;
+	}
+	for (size_t i = 0; i < d->npending; i++) {
+		rc = pickup_one(d, txn, d->pending[i], moved[nmoved]);
+		if (rc < 0) {
+			log_err("pickup: state write failed: %s",
+				strerror(-rc));
+			state_abort(txn);
+			goto retry;
+		}
+		if (rc == 1)
+			nmoved++;
+	}
+	rc = state_commit(txn);
+	if (rc < 0) {
+		log_err("pickup: state commit failed: %s", strerror(-rc));
+		goto retry;
+	}
+	for (size_t i = 0; i < nmoved; i++) {
+		/* No fsync: a rename lost in a crash leaves the file in
+		 * new/, where the next pickup finds it known and moves it
+		 * again. */
+		if (renameat(spool_dirfd(d->spool, QUEUE_DIR_NEW), moved[i],
+			     spool_dirfd(d->spool, QUEUE_DIR_CUR),
+			     moved[i]) < 0 &&
+		    errno != ENOENT)
+			log_err("id=%s cannot move to cur/: %s", moved[i],
+				strerror(errno));
+	}
+	d->npending = 0;
+	free(moved);
+out:
+	sched_run(d);
+	return;
+retry:
+	/* keep the names; the rescan timer also finds them */
+	free(moved);
+	d->npending = 0;
+	d->rescan_new = 1;
+}
+
+/* ---- dispatch: due index -> delivery threads --------------------- */
+
+static void due_cb(uv_timer_t *t);
+
+static void
+due_arm(struct daemon *d, int64_t next_due)
+{
+	int64_t delay;
+
+	if (next_due == 0) {
+		uv_timer_stop(&d->due_timer);
+		d->due_armed = 0;
+		return;
+	}
+	if (d->due_armed == next_due &&
+	    uv_is_active((uv_handle_t *)&d->due_timer))
+		return;
+	delay = (next_due - now_s()) * 1000;
+	if (delay < 0)
+		delay = 0;
+	d->due_armed = next_due;
+	uv_timer_start(&d->due_timer, due_cb, (uint64_t)delay, 0);
+}
+
+static void
+due_cb(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+
+	d->due_armed = 0;
+	sched_run(d);
+}
+
+static struct job *
+job_new(struct generation *gen, size_t route_pos, size_t n)
+{
+	struct job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL)
+		return NULL;
+	job->msgs = calloc(n, sizeof(*job->msgs));
+	if (job->msgs == NULL) {
+		free(job);
+		return NULL;
+	}
+	job->gen = gen;
+	gen->refs++;
+	job->route_pos = route_pos;
+	job->transport = gen->cf.route[route_pos];
+	return job;
+}
+
+static void
+job_start(struct daemon *d, struct job *job)
+{
+	d->jobs_running++;
+	workers_submit(d->workers, job);
+}
+
+/* Claims up to one batch of due messages; 1 if a job started. */
+static int
+dispatch_one(struct daemon *d)
+{
+	char ids[SPOOLD_BATCH_MAX][QUEUE_ID_LEN + 1];
+	struct state_txn *txn;
+	struct job *job;
+	int64_t next_due = 0;
+	size_t n = 0;
+	int rc;
+
+	rc = state_begin(d->state, 1, &txn);
+	if (rc < 0) {
+		log_err("schedule: cannot open a state transaction: %s",
+			strerror(-rc));
+		due_arm(d, now_s() + 1);
+		return 0;
+	}
+	rc = state_due(txn, now_s(), SPOOLD_BATCH_MAX, ids, &n, &next_due);
+	if (rc < 0 || n == 0) {
+		state_abort(txn);
+		due_arm(d, rc < 0 ? now_s() + 1 : next_due);
+		return 0;
+	}
+	job = job_new(d->gen, 0, n);
+	if (job == NULL) {
+		state_abort(txn);
+		due_arm(d, now_s() + 1);
+		return 0;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct queue_msg_info m;
+
+		rc = state_msg_get(txn, ids[i], &m);
+		if (rc < 0)
+			break;
+		m.state = QUEUE_MSG_DELIVERING;
+		m.next_attempt = 0;
+		rc = state_msg_put(txn, &m);
+		queue_msg_info_free(&m);
+		str_copy(job->msgs[job->n++].id, ids[i], QUEUE_ID_LEN + 1);
+	}
+	if (rc < 0) {
+		state_abort(txn);
+		goto fail;
+	}
+	rc = state_commit(txn);
+	if (rc < 0)
+		goto fail;
+	job_start(d, job);
+	return 1;
+fail:
+	log_err("schedule: state write failed: %s", strerror(-rc));
+	generation_put(job->gen);
+	job_free(job);
+	due_arm(d, now_s() + 1);
+	return 0;
+}
+
+void
+sched_run(struct daemon *d)
+{
+	if (d->stopping)
+		return;
+	while (d->jobs_running < d->gen->cf.concurrency)
+		if (!dispatch_one(d))
+			return;
+}
+
+/* ---- outcomes: delivery threads -> LMDB --------------------------- */
+
+static const char *
+first_reply(const struct job_msg *m, enum deliv_status st)
+{
+	for (size_t r = 0; r < m->nrcpt; r++)
+		if (m->rcpt[r].status == st)
+			return m->rcpt[r].reply;
+	return NULL;
+}
+
+static void
+log_outcomes(const struct job *job, const struct job_msg *jm,
+	     const struct queue_msg_info *m, const char *tname)
+{
+	static const char *word[] = {"sent", "deferred", "failed"};
+
+	for (size_t r = 0; r < jm->nrcpt; r++) {
+		size_t i = jm->index[r];
+		const struct transport_rcpt *o = &jm->rcpt[r];
+
+		log_info("id=%s to=<%s> transport=%s status=%s delay=%.3fs "
+			 "reply=\"%s\"",
+			 jm->id, i < m->nrcpt ? m->rcpt[i].address : "?", tname,
+			 word[o->status],
+			 (double)(time_mono_ms() - job->started_ms) / 1000.0,
+			 o->reply);
+	}
+}
+
+/* Ends a message that will never be delivered: failed/ and FAILED. */
+static void
+msg_fail(struct daemon *d, struct queue_msg_info *m, const char *why,
+	 int move)
+{
+	int rc;
+
+	if (move && (rc = spool_move(d->spool, m->id, QUEUE_DIR_CUR,
+				     QUEUE_DIR_FAILED)) < 0) {
+		/* keep it queued rather than lose track of it */
+		log_err("id=%s cannot move to failed/: %s", m->id,
+			strerror(-rc));
+		m->state = QUEUE_MSG_DEFERRED;
+		m->next_attempt = now_s() + 60;
+		return;
+	}
+	m->state = QUEUE_MSG_FAILED;
+	m->next_attempt = 0;
+	set_str(&m->last_error, why);
+	log_info("id=%s status=failed reply=\"%s\"", m->id, why);
+}
+
+/* Applies one message's outcome to its record; 1 if it goes on to the
+ * next transport of the route in this same attempt. */
+static int
+outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
+	      struct queue_msg_info *m)
+{
+	const struct conf *cf = &job->gen->cf;
+	const char *tname = cf->transports[job->transport].name;
+	const char *why;
+
+	if (jm->bad) {
+		msg_fail(d, m, jm->diag, 1);
+		return 0;
+	}
+	for (size_t r = 0; r < jm->nrcpt; r++) {
+		size_t i = jm->index[r];
+
+		if (i >= m->nrcpt)
+			continue;
+		if (jm->rcpt[r].status == DELIV_OK)
+			m->rcpt[i].state = QUEUE_RCPT_SENT;
+		else if (jm->rcpt[r].status == DELIV_PERMFAIL)
+			m->rcpt[i].state = QUEUE_RCPT_FAILED;
+		set_str(&m->rcpt[i].reply, jm->rcpt[r].reply);
+	}
+	log_outcomes(job, jm, m, tname);
+	if (jm->nrcpt > 0)
+		set_str(&m->transport, tname);
+	if (jm->finished) {
+		if (!jm->any_failed)
+			return -ENOENT; /* delivered: the record goes */
+		why = first_reply(jm, DELIV_PERMFAIL);
+		msg_fail(d, m, why ? why : "a recipient failed earlier",
+			 !jm->moved_failed);
+		return 0;
+	}
+	why = jm->file_error ? "cannot record the outcome in the spool file"
+			     : first_reply(jm, DELIV_TEMPFAIL);
+	if (why == NULL)
+		why = job->sess.diag[0] ? job->sess.diag : "not delivered";
+	set_str(&m->last_error, why);
+	if (!jm->file_error && job->route_pos + 1 < cf->route_count)
+		return 1;
+	m->attempts++;
+	if (now_s() - m->queued_at >= cf->max_age) {
+		char buf[QUEUE_REPLY_MAX + 64];
+
+		snprintf(buf, sizeof(buf), "expired after %llds: %s",
+			 (long long)cf->max_age, why);
+		msg_fail(d, m, buf, 1);
+		return 0;
+	}
+	m->state = QUEUE_MSG_DEFERRED;
+	m->next_attempt = retry_at(cf, m->attempts);
+	return 0;
+}
+
+/* Records a finished job; ids that go on to the next transport of the
+ * route are copied into next (sized for job->n). */
+static int
+outcomes_write(struct daemon *d, struct job *job, struct job *next)
+{
+	struct state_txn *txn;
+	int rc = state_begin(d->state, 1, &txn);
+
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < job->n && rc >= 0; i++) {
+		struct job_msg *jm = &job->msgs[i];
+		struct queue_msg_info m;
+
+		rc = state_msg_get(txn, jm->id, &m);
+		if (rc == -ENOENT) {
+			rc = 0;
+			continue; /* deleted meanwhile */
+		}
+		if (rc < 0)
+			break;
+		if (jm->gone) {
+			rc = state_msg_del(txn, jm->id);
+		} else {
+			rc = outcome_apply(d, job, jm, &m);
+			if (rc == -ENOENT) {
+				rc = state_msg_del(txn, jm->id);
+			} else {
+				if (rc == 1 && next != NULL)
+					str_copy(next->msgs[next->n++].id,
+						 jm->id, QUEUE_ID_LEN + 1);
+				else if (rc == 1) {
+					/* no memory for the next step:
+					 * retry the whole attempt soon */
+					m.state = QUEUE_MSG_DEFERRED;
+					m.next_attempt = now_s() + 1;
+				}
+				rc = state_msg_put(txn, &m);
+			}
+		}
+		queue_msg_info_free(&m);
+	}
+	if (rc < 0) {
+		state_abort(txn);
+		return rc;
+	}
+	return state_commit(txn);
+}
+
+void
+sched_job_done(struct daemon *d, struct job *job)
+{
+	struct job *next = NULL;
+	int rc;
+
+	d->jobs_running--;
+	if (job->sess.relay_failed)
+		log_warn("transport=%s relay failed: %s",
+			 job->gen->cf.transports[job->transport].name,
+			 job->sess.diag);
+	/* Failover stays within the configuration the attempt began
+	 * with, even if SIGHUP replaced it meanwhile. */
+	if (job->route_pos + 1 < job->gen->cf.route_count)
+		next = job_new(job->gen, job->route_pos + 1, job->n);
+	rc = outcomes_write(d, job, next);
+	if (rc < 0)
+		/* Each recipient's outcome is in the spool file already;
+		 * the message is retried from there. */
+		log_err("cannot record delivery results: %s", strerror(-rc));
+	if (next != NULL && next->n > 0 && rc >= 0 && !d->stopping) {
+		job_start(d, next);
+	} else if (next != NULL) {
+		generation_put(next->gen);
+		job_free(next);
+	}
+	generation_put(job->gen);
+	job_free(job);
+	if (d->stopping)
+		daemon_maybe_finish(d);
+	else
+		sched_run(d);
+}
+
+/* ---- flush --------------------------------------------------------- */
+
+int
+sched_flush(struct daemon *d, char **ids, size_t n, char *err, size_t errlen)
+{
+	struct state_txn *txn;
+	size_t done = 0;
+	int rc = state_begin(d->state, 1, &txn);
+
+	if (rc < 0) {
+		snprintf(err, errlen, "state: %s", strerror(-rc));
+		return rc;
+	}
+	rc = state_flush(txn, (const char *const *)ids, n, now_s(), &done,
+			 err, errlen);
+	if (rc < 0) {
+		state_abort(txn);
+		return rc;
+	}
+	rc = state_commit(txn);
+	if (rc < 0) {
+		snprintf(err, errlen, "state: %s", strerror(-rc));
+		return rc;
+	}
+	log_info("flush: %zu message(s) due now", done);
+	uv_timer_stop(&d->due_timer);
+	d->due_armed = 0;
+	sched_run(d);
+	return (int)done;
+}
+
+/* ---- start-up reconciliation -------------------------------------- */
+
+struct id_set {
+	char (*ids)[QUEUE_ID_LEN + 1];
+	size_t n, cap;
+	enum queue_msg_state *state; /* for records */
+};
+
+static int
+id_set_add(struct id_set *s, const char *id, enum queue_msg_state st)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 1024;
+		void *p = realloc(s->ids, cap * sizeof(*s->ids));
+		void *q = realloc(s->state, cap * sizeof(*s->state));
+
+		if (p != NULL)
+			s->ids = p;
+		if (q != NULL)
+			s->state = q;
+		if (p == NULL || q == NULL)
+			return -ENOMEM;
+		s->cap = cap;
+	}
+	str_copy(s->ids[s->n], id, QUEUE_ID_LEN + 1);
+	s->state[s->n++] = st;
+	return 0;
+}
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static int
+id_set_has(const struct id_set *s, const char *id)
+{
+	return bsearch(id, s->ids, s->n, sizeof(*s->ids), id_cmp) != NULL;
+}
+
+static void
+id_set_free(struct id_set *s)
+{
+	free(s->ids);
+	free(s->state);
+}
+
+static int
+scan_cb(const char *id, void *arg)
+{
+	return id_set_add(arg, id, QUEUE_MSG_QUEUED);
+}
+
+static int
+record_cb(const struct queue_msg_info *m, void *arg)
+{
+	return id_set_add(arg, m->id, m->state);
+}
+
+/* Makes LMDB agree with the spool: records for files it lacks, none for
+ * files that are gone, and nothing left "delivering" by a crash. */
+static int
+reconcile(struct daemon *d, struct state_txn *txn, size_t *rebuilt)
+{
+	struct id_set cur = {0}, failed = {0}, recs = {0};
+	int rc;
+
+	rc = spool_scan(d->spool, QUEUE_DIR_CUR, scan_cb, &cur);
+	if (rc == 0)
+		rc = spool_scan(d->spool, QUEUE_DIR_FAILED, scan_cb, &failed);
+	if (rc == 0)
+		rc = state_foreach(txn, record_cb, &recs);
+	if (rc < 0)
+		goto out;
+	qsort(cur.ids, cur.n, sizeof(*cur.ids), id_cmp);
+	qsort(failed.ids, failed.n, sizeof(*failed.ids), id_cmp);
+	/* records are in id order already */
+	for (size_t i = 0; i < recs.n && rc >= 0; i++) {
+		const char *id = recs.ids[i];
+		struct queue_msg_info m;
+
+		if (id_set_has(&cur, id)) {
+			if (recs.state[i] != QUEUE_MSG_DELIVERING &&
+			    recs.state[i] != QUEUE_MSG_FAILED)
+				continue;
+			/* in flight when the daemon died, or requeued */
+			rc = state_msg_get(txn, id, &m);
+			if (rc < 0)
+				break;
+			m.state = QUEUE_MSG_QUEUED;
+			m.next_attempt = now_s();
+			rc = state_msg_put(txn, &m);
+			queue_msg_info_free(&m);
+		} else if (id_set_has(&failed, id)) {
+			if (recs.state[i] == QUEUE_MSG_FAILED)
+				continue;
+			rc = state_msg_get(txn, id, &m);
+			if (rc < 0)
+				break;
+			m.state = QUEUE_MSG_FAILED;
+			m.next_attempt = 0;
+			rc = state_msg_put(txn, &m);
+			queue_msg_info_free(&m);
+		} else {
+			rc = state_msg_del(txn, id);
+		}
+	}
+	for (size_t i = 0; i < cur.n && rc >= 0; i++) {
+		struct spool_file f;
+		struct queue_msg_info m;
+		char err[256];
+
+		if (bsearch(cur.ids[i], recs.ids, recs.n, sizeof(*recs.ids),
+			    id_cmp) != NULL)
+			continue;
+		rc = spool_file_open(d->spool, QUEUE_DIR_CUR, cur.ids[i], &f,
+				     err, sizeof(err));
+		if (rc < 0) {
+			log_err("id=%s unreadable spool file: %s", cur.ids[i],
+				err);
+			rc = spool_move(d->spool, cur.ids[i], QUEUE_DIR_CUR,
+					QUEUE_DIR_FAILED);
+			if (rc == 0)
+				rc = put_unreadable(txn, cur.ids[i], err);
+			continue;
+		}
+		rc = record_from_file(&m, &f, QUEUE_MSG_QUEUED, now_s());
+		spool_file_close(&f);
+		if (rc == 0)
+			rc = state_msg_put(txn, &m);
+		queue_msg_info_free(&m);
+		(*rebuilt)++;
+	}
+	for (size_t i = 0; i < failed.n && rc >= 0; i++) {
+		if (bsearch(failed.ids[i], recs.ids, recs.n, sizeof(*recs.ids),
+			    id_cmp) != NULL)
+			continue;
+		rc = put_unreadable(txn, failed.ids[i],
+				    "failed (reason lost with the state)");
+		(*rebuilt)++;
+	}
+out:
+	id_set_free(&cur);
+	id_set_free(&failed);
+	id_set_free(&recs);
+	return rc;
+}
+
+int
+sched_start(struct daemon *d, char *err, size_t errlen)
+{
+	struct state_txn *txn;
+	size_t rebuilt = 0;
+	int rc = state_begin(d->state, 1, &txn);
+
+	if (rc == 0) {
+		rc = reconcile(d, txn, &rebuilt);
+		if (rc < 0)
+			state_abort(txn);
+		else
+			rc = state_commit(txn);
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot reconcile the state with %s: %s",
+			 spool_path(d->spool), strerror(-rc));
+		return rc;
+	}
+	if (rebuilt > 0)
+		log_info("rebuilt the state of %zu message(s) from the spool",
+			 rebuilt);
+	d->rescan_new = 1;
+	sched_pickup_soon(d, NULL);
+	return 0;
+}

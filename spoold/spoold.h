@@ -1,0 +1,118 @@
+/*
+ * spoold.h - the daemon's private types. One libuv loop thread owns the
+ * LMDB state, the schedule and every handle; delivery threads own one job
+ * at a time and touch only that job's spool files.
+ */
+#ifndef SPOOLD_H
+#define SPOOLD_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "spool/conf.h"
+#include "spool/queue.h"
+#include "spool/transport.h"
+
+/* Messages handed to one session at most. */
+#define SPOOLD_BATCH_MAX 50
+/* In-flight deliveries are abandoned this long after SIGTERM. */
+#define SPOOLD_STOP_GRACE_MS 8000
+/* new/ is rescanned this often, in case inotify dropped an event. */
+#define SPOOLD_RESCAN_MS 30000
+/* Files left in tmp/ by a killed submitter are removed after this. */
+#define SPOOLD_TMP_MAX_AGE (24 * 3600)
+
+/* One configuration and the transports built from it. Jobs hold a
+ * reference, so SIGHUP can swap it while sessions still run. */
+struct generation {
+	struct conf cf;
+	struct transport *transports[CONF_MAX_TRANSPORTS];
+	unsigned refs;
+};
+
+struct job_msg {
+	char id[QUEUE_ID_LEN + 1];
+	/* filled by the delivery thread */
+	int gone;          /* the spool file vanished (deleted meanwhile) */
+	int bad;           /* the spool file could not be read; see diag */
+	int finished;      /* no recipient left pending */
+	int any_failed;    /* finished with a failed recipient */
+	int moved_failed;  /* the file now lives in failed/ */
+	int file_error;    /* marks could not be made durable */
+	struct transport_rcpt *rcpt; /* the pending recipients and outcomes */
+	size_t *index;               /* each one's place in the spool file */
+	size_t nrcpt;
+	char diag[QUEUE_REPLY_MAX];
+};
+
+struct job {
+	struct job *next;
+	struct generation *gen;
+	size_t transport;  /* index into gen->cf.transports */
+	size_t route_pos;  /* position of that transport in the route */
+	struct job_msg *msgs;
+	size_t n;
+	struct transport_session sess;
+	int64_t started_ms;
+};
+
+struct workers;
+
+struct daemon {
+	uv_loop_t *loop;
+	const char *conf_path;
+	struct generation *gen;
+	struct spool *spool;
+	struct state *state;
+	struct workers *workers;
+
+	uv_fs_event_t new_watch;
+	uv_timer_t pickup_timer; /* runs pickup once per loop turn */
+	uv_timer_t due_timer;
+	uv_timer_t rescan_timer;
+	uv_timer_t stop_timer;
+	uv_async_t done_async;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_pipe_t ctl;
+	int ctl_open;
+
+	int rescan_new;    /* pickup must read all of new/ */
+	char (*pending)[QUEUE_ID_LEN + 1]; /* names seen by inotify */
+	size_t npending, cap_pending;
+
+	unsigned jobs_running;
+	int stopping;
+	int64_t due_armed; /* unix time the due timer is armed for, 0 none */
+};
+
+/* scheduler.c */
+int sched_start(struct daemon *d, char *err, size_t errlen);
+void sched_pickup_soon(struct daemon *d, const char *name);
+void sched_run(struct daemon *d);
+void sched_job_done(struct daemon *d, struct job *job);
+int sched_flush(struct daemon *d, char **ids, size_t n, char *err,
+		size_t errlen);
+void generation_put(struct generation *g);
+
+/* worker.c */
+int workers_start(struct workers **out, unsigned count,
+		  struct spool *spool, uv_async_t *done, char *err,
+		  size_t errlen);
+void workers_submit(struct workers *w, struct job *job);
+/* Completed jobs, oldest first; the caller owns them. */
+struct job *workers_take_done(struct workers *w);
+/* Asks threads to exit after their current job; joins those that are
+ * idle; returns the number still busy (their threads are left to die
+ * with the process). */
+unsigned workers_stop(struct workers *w);
+void job_free(struct job *job);
+
+/* control.c */
+int control_start(struct daemon *d, char *err, size_t errlen);
+void control_stop(struct daemon *d);
+
+/* main.c */
+void daemon_maybe_finish(struct daemon *d);
+
+#endif
