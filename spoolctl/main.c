@@ -585,6 +585,9 @@ static const struct {
 	{"list", cmd_list, "list [--json] [--all|--failed|--held]"},
 	{"show", cmd_show, "show ID [--json]"},
 	{"flush", cmd_flush, "flush [ID...]"},
+	{"status", cmd_status, "status [--json]"},
+	{"check", cmd_check, "check [--max-age DURATION]"},
+	{"probe", cmd_probe, "probe"},
 };
 
 static void

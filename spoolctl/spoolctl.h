@@ -18,5 +18,8 @@ int cmd_sendmail(int argc, char **argv);
 int cmd_list(const char *conf_path, int argc, char **argv);
 int cmd_show(const char *conf_path, int argc, char **argv);
 int cmd_flush(const char *conf_path, int argc, char **argv);
+int cmd_status(const char *conf_path, int argc, char **argv);
+int cmd_check(const char *conf_path, int argc, char **argv);
+int cmd_probe(const char *conf_path, int argc, char **argv);
 
 #endif

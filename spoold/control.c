@@ -6,6 +6,7 @@
  * a delivery. A request over CTL_REQUEST_MAX closes the connection.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,16 @@ ctl_reply(struct ctl_conn *c, const char *fmt, ...)
 		ctl_conn_close(c);
 }
 
+static void
+ctl_probe_done(void *arg)
+{
+	struct ctl_conn *c = arg;
+	char *text = health_describe(c->d);
+
+	ctl_reply(c, "OK\n%s", text ? text : "");
+	free(text);
+}
+
 /* Root and the spool's owner may change the queue. */
 static int
 ctl_may_change(struct ctl_conn *c)
@@ -135,6 +146,11 @@ ctl_handle(struct ctl_conn *c, char *line)
 			ctl_reply(c, "OK %d\n", rc);
 		return;
 	}
+	if (strcmp(words[0], "PROBE") == 0) {
+		if (health_probe_all(c->d, ctl_probe_done, c) < 0)
+			ctl_reply(c, "ERR out of memory\n");
+		return;
+	}
 	ctl_reply(c, "ERR unknown request %s\n", words[0]);
 }
 
@@ -178,6 +194,9 @@ ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nl == NULL)
 		return;
 	*nl = '\0';
+	/* one request per connection: the reply may come later (PROBE),
+	 * and the connection must live until then */
+	uv_read_stop(s);
 	ctl_handle(c, c->buf);
 }
 

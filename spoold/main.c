@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "spool/log.h"
+#include "spool/probe.h"
 #include "spool/util.h"
 #include "spoold.h"
 
@@ -198,6 +199,9 @@ on_term(uv_signal_t *s, int signum)
 	uv_timer_stop(&d->due_timer);
 	uv_timer_stop(&d->rescan_timer);
 	control_stop(d);
+	probe_engine_close(d->probes);
+	d->probes = NULL;
+	health_close_all(d);
 	if (d->jobs_running > 0)
 		uv_timer_start(&d->stop_timer, on_stop_timer,
 			       SPOOLD_STOP_GRACE_MS, 0);
@@ -229,6 +233,8 @@ on_hup(uv_signal_t *s, int signum)
 	d->gen = g;
 	log_info("reloaded %s: %zu transport(s)", g->cf.source,
 		 g->cf.transport_count);
+	if (health_sync(d) < 0)
+		log_err("reload: out of memory tracking transport health");
 	sd_notify(0, "READY=1");
 	sched_run(d);
 }
@@ -255,6 +261,14 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	char path[4096];
 	int rc;
 
+	rc = probe_engine_new(&d->probes, d->loop, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = health_sync(d);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
 	rc = workers_start(&d->workers, d->gen->cf.concurrency, d->spool,
 			   &d->done_async, err, errlen);
 	if (rc < 0)
@@ -335,7 +349,8 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	log_init("spoold", 1, LOG_LEVEL_INFO);
-	if (transport_global_init(err, sizeof(err)) < 0) {
+	if (transport_global_init(err, sizeof(err)) < 0 ||
+	    probe_global_init(err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return EX_SOFTWARE;
 	}
@@ -374,6 +389,8 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		rc = EX_OSERR;
 		d.stopping = 1;
+		probe_engine_close(d.probes);
+		health_close_all(&d);
 		uv_walk(d.loop, close_cb_walk, NULL);
 		uv_run(d.loop, UV_RUN_DEFAULT);
 		goto out;

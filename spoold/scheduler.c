@@ -326,6 +326,17 @@ due_cb(uv_timer_t *t)
 	sched_run(d);
 }
 
+/* The first transport of the route from position from on that is up, or
+ * route_count if none is. */
+static size_t
+route_next_up(struct daemon *d, const struct generation *gen, size_t from)
+{
+	for (size_t pos = from; pos < gen->cf.route_count; pos++)
+		if (health_is_up(d, gen->cf.transports[gen->cf.route[pos]].name))
+			return pos;
+	return gen->cf.route_count;
+}
+
 static struct job *
 job_new(struct generation *gen, size_t route_pos, size_t n)
 {
@@ -360,7 +371,7 @@ dispatch_one(struct daemon *d)
 	struct state_txn *txn;
 	struct job *job;
 	int64_t next_due = 0;
-	size_t n = 0;
+	size_t n = 0, pos;
 	int rc;
 
 	rc = state_begin(d->state, 1, &txn);
@@ -376,7 +387,10 @@ dispatch_one(struct daemon *d)
 		due_arm(d, rc < 0 ? now_s() + 1 : next_due);
 		return 0;
 	}
-	job = job_new(d->gen, 0, n);
+	/* With every transport down, try the route anyway: a probe can be
+	 * wrong while SMTP works, and the retry schedule bounds the cost. */
+	pos = route_next_up(d, d->gen, 0);
+	job = job_new(d->gen, pos < d->gen->cf.route_count ? pos : 0, n);
 	if (job == NULL) {
 		state_abort(txn);
 		due_arm(d, now_s() + 1);
@@ -477,7 +491,7 @@ msg_fail(struct daemon *d, struct queue_msg_info *m, const char *why,
  * next transport of the route in this same attempt. */
 static int
 outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
-	      struct queue_msg_info *m)
+	      struct queue_msg_info *m, int can_continue)
 {
 	const struct conf *cf = &job->gen->cf;
 	const char *tname = cf->transports[job->transport].name;
@@ -514,7 +528,7 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 	if (why == NULL)
 		why = job->sess.diag[0] ? job->sess.diag : "not delivered";
 	set_str(&m->last_error, why);
-	if (!jm->file_error && job->route_pos + 1 < cf->route_count)
+	if (!jm->file_error && can_continue)
 		return 1;
 	m->attempts++;
 	if (now_s() - m->queued_at >= cf->max_age) {
@@ -530,8 +544,8 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 	return 0;
 }
 
-/* Records a finished job; ids that go on to the next transport of the
- * route are copied into next (sized for job->n). */
+/* Records a finished job; ids that go on to the next healthy transport
+ * of the route are copied into next (sized for job->n), if there is one. */
 static int
 outcomes_write(struct daemon *d, struct job *job, struct job *next)
 {
@@ -554,19 +568,13 @@ outcomes_write(struct daemon *d, struct job *job, struct job *next)
 		if (jm->gone) {
 			rc = state_msg_del(txn, jm->id);
 		} else {
-			rc = outcome_apply(d, job, jm, &m);
+			rc = outcome_apply(d, job, jm, &m, next != NULL);
 			if (rc == -ENOENT) {
 				rc = state_msg_del(txn, jm->id);
 			} else {
-				if (rc == 1 && next != NULL)
+				if (rc == 1)
 					str_copy(next->msgs[next->n++].id,
 						 jm->id, QUEUE_ID_LEN + 1);
-				else if (rc == 1) {
-					/* no memory for the next step:
-					 * retry the whole attempt soon */
-					m.state = QUEUE_MSG_DEFERRED;
-					m.next_attempt = now_s() + 1;
-				}
 				rc = state_msg_put(txn, &m);
 			}
 		}
@@ -585,15 +593,19 @@ sched_job_done(struct daemon *d, struct job *job)
 	struct job *next = NULL;
 	int rc;
 
+	const char *tname = job->gen->cf.transports[job->transport].name;
+	size_t pos;
+
 	d->jobs_running--;
 	if (job->sess.relay_failed)
-		log_warn("transport=%s relay failed: %s",
-			 job->gen->cf.transports[job->transport].name,
+		log_warn("transport=%s relay failed: %s", tname,
 			 job->sess.diag);
+	health_report(d, tname, job->sess.relay_failed, job->sess.diag);
 	/* Failover stays within the configuration the attempt began
 	 * with, even if SIGHUP replaced it meanwhile. */
-	if (job->route_pos + 1 < job->gen->cf.route_count)
-		next = job_new(job->gen, job->route_pos + 1, job->n);
+	pos = route_next_up(d, job->gen, job->route_pos + 1);
+	if (pos < job->gen->cf.route_count)
+		next = job_new(job->gen, pos, job->n);
 	rc = outcomes_write(d, job, next);
 	if (rc < 0)
 		/* Each recipient's outcome is in the spool file already;

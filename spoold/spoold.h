@@ -58,6 +58,9 @@ struct job {
 };
 
 struct workers;
+struct health;
+struct probe_engine;
+struct probe_waiter;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -66,6 +69,9 @@ struct daemon {
 	struct spool *spool;
 	struct state *state;
 	struct workers *workers;
+	struct health *health;       /* per transport, by name */
+	struct probe_engine *probes; /* HTTP reachability probes */
+	struct probe_waiter *probe_waiters;
 
 	uv_fs_event_t new_watch;
 	uv_timer_t pickup_timer; /* runs pickup once per loop turn */
@@ -107,6 +113,17 @@ struct job *workers_take_done(struct workers *w);
  * with the process). */
 unsigned workers_stop(struct workers *w);
 void job_free(struct job *job);
+
+/* health.c */
+int health_sync(struct daemon *d);
+int health_is_up(struct daemon *d, const char *name);
+void health_report(struct daemon *d, const char *name, int relay_failed,
+		   const char *diag);
+/* Probes every transport now; done(arg) runs once all have answered. */
+int health_probe_all(struct daemon *d, void (*done)(void *arg), void *arg);
+/* One line per transport, malloc'd. */
+char *health_describe(struct daemon *d);
+void health_close_all(struct daemon *d);
 
 /* control.c */
 int control_start(struct daemon *d, char *err, size_t errlen);

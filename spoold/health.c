@@ -1,0 +1,327 @@
+/*
+ * health.c - is each transport up? Loop thread only.
+ *
+ * A transport is down while its HTTP probe fails, or while its breaker is
+ * open after relay failures (connect, TLS, greeting, AUTH, timeouts). The
+ * breaker opens on the first relay failure for a cool-down that doubles on
+ * each further failure (10 s up to 5 min) and then lets the next session
+ * through to try again; a session that reaches the relay closes it. Every
+ * change of verdict is logged once and saved in LMDB, so `spoolctl status`
+ * can show it while the daemon is stopped.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "spool/log.h"
+#include "spool/probe.h"
+#include "spool/util.h"
+#include "spoold.h"
+
+#define BREAKER_FIRST 10
+#define BREAKER_MAX 300
+
+struct health {
+	char name[CONF_NAME_MAX];
+	int probe_failed;      /* the last probe failed */
+	unsigned failures;     /* consecutive relay failures */
+	int64_t breaker_until; /* down until then (unix seconds) */
+	int64_t last_probe;    /* unix seconds, 0: never */
+	char last_error[QUEUE_REPLY_MAX];
+	int was_up;            /* the verdict last logged */
+	int probing;
+	uv_timer_t timer;
+	struct daemon *d;
+	struct health *next;
+};
+
+static int64_t
+now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static struct health *
+health_find(struct daemon *d, const char *name)
+{
+	for (struct health *h = d->health; h != NULL; h = h->next)
+		if (strcmp(h->name, name) == 0)
+			return h;
+	return NULL;
+}
+
+static int
+health_verdict(const struct health *h)
+{
+	return !h->probe_failed && now_s() >= h->breaker_until;
+}
+
+/* Saves the verdict for spoolctl status; best effort. */
+static void
+health_save(struct health *h)
+{
+	struct state_txn *txn;
+	char key[CONF_NAME_MAX + 16], value[QUEUE_REPLY_MAX + 64];
+
+	snprintf(key, sizeof(key), "health:%s", h->name);
+	snprintf(value, sizeof(value), "%d %lld %s", health_verdict(h),
+		 (long long)h->last_probe, h->last_error);
+	if (state_begin(h->d->state, 1, &txn) < 0)
+		return;
+	if (state_meta_put(txn, key, value) < 0)
+		state_abort(txn);
+	else
+		state_commit(txn);
+}
+
+static void
+health_changed(struct health *h)
+{
+	int up = health_verdict(h);
+
+	if (up != h->was_up) {
+		h->was_up = up;
+		if (up)
+			log_info("transport=%s health=up", h->name);
+		else
+			log_warn("transport=%s health=down reason=\"%s\"",
+				 h->name, h->last_error);
+	}
+	health_save(h);
+}
+
+static const struct conf_transport *
+health_conf(const struct health *h)
+{
+	return conf_transport_find(&h->d->gen->cf, h->name);
+}
+
+static void health_probe_now(struct health *h);
+
+/* Callers of health_probe_all waiting for the round to end. */
+struct probe_waiter {
+	void (*done)(void *arg);
+	void *arg;
+	struct probe_waiter *next;
+};
+
+static void
+health_round_check(struct daemon *d)
+{
+	for (struct health *h = d->health; h != NULL; h = h->next)
+		if (h->probing)
+			return;
+	while (d->probe_waiters != NULL) {
+		struct probe_waiter *w = d->probe_waiters;
+
+		d->probe_waiters = w->next;
+		w->done(w->arg);
+		free(w);
+	}
+}
+
+static void
+health_on_probe(void *arg, const struct probe_result *r)
+{
+	struct health *h = arg;
+	const struct conf_transport *ct;
+
+	h->probing = 0;
+	if (h->d->stopping) {
+		health_round_check(h->d);
+		return;
+	}
+	h->last_probe = now_s();
+	h->probe_failed = !r->ok;
+	if (!r->ok)
+		snprintf(h->last_error, sizeof(h->last_error), "probe: %s",
+			 r->error);
+	health_changed(h);
+	ct = health_conf(h);
+	if (ct != NULL && ct->probe_url != NULL)
+		uv_timer_start(&h->timer, (uv_timer_cb)health_probe_now,
+			       (uint64_t)ct->probe_interval * 1000, 0);
+	health_round_check(h->d);
+	if (r->ok)
+		sched_run(h->d); /* deferred traffic may go back to it */
+}
+
+static void
+health_probe_now(struct health *h)
+{
+	const struct conf_transport *ct = health_conf(h);
+	struct probe_request req;
+	struct probe_result r = {0};
+
+	if (ct == NULL || ct->probe_url == NULL || h->probing ||
+	    h->d->probes == NULL)
+		return;
+	req.url = ct->probe_url;
+	req.ca_file = ct->ca_file;
+	req.timeout = ct->probe_timeout;
+	req.expect = ct->probe_expect;
+	req.nexpect = ct->probe_expect_count;
+	if (probe_start(h->d->probes, &req, health_on_probe, h) < 0) {
+		snprintf(r.error, sizeof(r.error), "cannot start the probe");
+		health_on_probe(h, &r);
+		return;
+	}
+	h->probing = 1;
+}
+
+static void
+health_timer_cb(uv_timer_t *t)
+{
+	health_probe_now(t->data);
+}
+
+/* Makes the list match the configuration's transports; new entries
+ * start up, and a transport with a probe is probed at once. */
+int
+health_sync(struct daemon *d)
+{
+	const struct conf *cf = &d->gen->cf;
+
+	for (size_t i = 0; i < cf->transport_count; i++) {
+		const struct conf_transport *ct = &cf->transports[i];
+		struct health *h = health_find(d, ct->name);
+
+		if (h == NULL) {
+			h = calloc(1, sizeof(*h));
+			if (h == NULL)
+				return -ENOMEM;
+			str_copy(h->name, ct->name, sizeof(h->name));
+			h->d = d;
+			h->was_up = 1;
+			uv_timer_init(d->loop, &h->timer);
+			h->timer.data = h;
+			h->next = d->health;
+			d->health = h;
+			health_save(h);
+		}
+		if (ct->probe_url != NULL && !h->probing)
+			uv_timer_start(&h->timer, health_timer_cb, 0, 0);
+		else if (ct->probe_url == NULL) {
+			uv_timer_stop(&h->timer);
+			if (h->probe_failed) {
+				h->probe_failed = 0;
+				health_changed(h);
+			}
+		}
+	}
+	return 0;
+}
+
+int
+health_is_up(struct daemon *d, const char *name)
+{
+	struct health *h = health_find(d, name);
+
+	return h == NULL || health_verdict(h);
+}
+
+void
+health_report(struct daemon *d, const char *name, int relay_failed,
+	      const char *diag)
+{
+	struct health *h = health_find(d, name);
+	int64_t cool;
+
+	if (h == NULL)
+		return;
+	if (!relay_failed) {
+		if (h->failures > 0 || h->breaker_until > 0) {
+			h->failures = 0;
+			h->breaker_until = 0;
+			health_changed(h);
+		}
+		return;
+	}
+	h->failures++;
+	cool = BREAKER_FIRST;
+	for (unsigned i = 1; i < h->failures && cool < BREAKER_MAX; i++)
+		cool *= 2;
+	if (cool > BREAKER_MAX)
+		cool = BREAKER_MAX;
+	h->breaker_until = now_s() + cool;
+	snprintf(h->last_error, sizeof(h->last_error), "%s", diag);
+	health_changed(h);
+}
+
+int
+health_probe_all(struct daemon *d, void (*done)(void *arg), void *arg)
+{
+	struct probe_waiter *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return -ENOMEM;
+	w->done = done;
+	w->arg = arg;
+	w->next = d->probe_waiters;
+	d->probe_waiters = w;
+	for (struct health *h = d->health; h != NULL; h = h->next) {
+		uv_timer_stop(&h->timer);
+		health_probe_now(h);
+	}
+	health_round_check(d);
+	return 0;
+}
+
+char *
+health_describe(struct daemon *d)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&out, &len);
+
+	if (fp == NULL)
+		return NULL;
+	for (struct health *h = d->health; h != NULL; h = h->next) {
+		const struct conf_transport *ct = health_conf(h);
+		char buf[RFC3339_LEN];
+
+		if (ct == NULL)
+			continue;
+		fprintf(fp, "%s: %s", h->name, health_verdict(h) ? "up" : "down");
+		if (ct->probe_url == NULL)
+			fprintf(fp, ", no probe configured");
+		else
+			fprintf(fp, ", probe %s at %s", ct->probe_url,
+				h->last_probe ? format_rfc3339((time_t)h->last_probe,
+							       buf)
+					      : "never");
+		if (!health_verdict(h) && h->last_error[0])
+			fprintf(fp, ": %s", h->last_error);
+		fputc('\n', fp);
+	}
+	fclose(fp);
+	return out;
+}
+
+static void
+health_closed(uv_handle_t *handle)
+{
+	free(handle->data);
+}
+
+void
+health_close_all(struct daemon *d)
+{
+	struct health *h = d->health;
+
+	while (d->probe_waiters != NULL) {
+		struct probe_waiter *w = d->probe_waiters;
+
+		d->probe_waiters = w->next;
+		free(w); /* their connections are closed with the loop */
+	}
+	d->health = NULL;
+	while (h != NULL) {
+		struct health *next = h->next;
+
+		uv_close((uv_handle_t *)&h->timer, health_closed);
+		h = next;
+	}
+}
