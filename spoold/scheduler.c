@@ -155,7 +155,10 @@ pickup_rename(struct daemon *d, const char *name, char id[QUEUE_ID_LEN + 1])
 static void
 pickup_read_new(struct daemon *d)
 {
-	int fd = dup(spool_dirfd(d->spool, QUEUE_DIR_NEW));
+	/* a dup would share the read position with the spool's own fd,
+	 * making every read after the first come back empty */
+	int fd = openat(spool_dirfd(d->spool, QUEUE_DIR_NEW), ".",
+			O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
 

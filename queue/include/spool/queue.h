@@ -60,7 +60,8 @@ const char *queue_rcpt_state_name(enum queue_rcpt_state s);
 int queue_id_valid(const char *s);
 /* A fresh id into out (QUEUE_ID_LEN + 1 bytes). */
 int queue_id_new(char out[QUEUE_ID_LEN + 1]);
-/* The time an id was made, in microseconds since the epoch. */
+/* The time an id was made, in microseconds since the epoch; -1 if id is
+ * not valid. */
 int64_t queue_id_time_us(const char *id);
 
 /* ---- spool files -------------------------------------------------- */
@@ -93,8 +94,10 @@ void spool_envelope_free(struct spool_envelope *env);
 /*
  * Parses a spool file image. On success fills env (caller frees with
  * spool_envelope_free) and *body_off (offset of the message). Refuses a
- * bad magic, a line without "X " form, an address with CR/NUL or over
- * QUEUE_ADDR_MAX, no recipient, or a missing blank line: -EINVAL and err.
+ * bad magic, a line without "X " form or of unknown type, an address with
+ * a control character (CR, NUL, ...) or over QUEUE_ADDR_MAX, an empty
+ * recipient, no or two S lines, no recipient, or a missing blank line:
+ * -EINVAL and err. Envelope lines may end in CRLF.
  * Never reads past len; data need not be NUL-terminated.
  */
 int spool_parse(const char *data, size_t len, struct spool_envelope *env,
@@ -130,12 +133,13 @@ int spool_file_mark(struct spool_file *f, size_t i, enum queue_rcpt_state st);
 /* fdatasync: makes marks durable. */
 int spool_file_sync(struct spool_file *f);
 
-/* rename(from/ID, to/ID) then fsync(to). */
+/* rename(from/ID, to/ID) then fsync(to). Never replaces an existing
+ * to/ID (-EEXIST): a spool file holds recipient marks. */
 int spool_move(struct spool *sp, const char *id, enum queue_dir from,
 	       enum queue_dir to);
 /* unlink d/ID; no fsync (a lost unlink only repeats a delivery). */
 int spool_remove(struct spool *sp, enum queue_dir d, const char *id);
-/* stat d/ID: 0 with size, or -ENOENT. */
+/* stat d/ID: 0 with size and mtime (either may be NULL), or -ENOENT. */
 int spool_stat(struct spool *sp, enum queue_dir d, const char *id,
 	       uint64_t *size, int64_t *mtime);
 
@@ -179,7 +183,10 @@ struct state_txn;
  * Opens SPOOL/state. readonly: for inspection commands (still needs write
  * access to lock.mdb, as LMDB does). Runs mdb_reader_check to clear
  * readers of crashed processes. A corrupt or unreadable environment
- * returns -EBADMSG so the caller can remove it and rebuild.
+ * returns -EBADMSG so the caller can remove it and rebuild. A readonly
+ * open of a spool with no state yet is -ENOENT. The map starts at 256 MiB
+ * and doubles when full; SPOOL_STATE_MAPSIZE (bytes) in the environment
+ * sets the starting size, for tests only.
  */
 int state_open(struct state **out, const char *spool_dir, int readonly,
 	       char *err, size_t errlen);
@@ -187,7 +194,8 @@ void state_close(struct state *st);
 /* Deletes the LMDB files of SPOOL/state (environment must be closed). */
 int state_remove(const char *spool_dir);
 
-/* A transaction; write transactions only on one thread at a time. */
+/* A transaction; write transactions only on one thread at a time.
+ * -EROFS for a write transaction on a readonly state. */
 int state_begin(struct state *st, int write, struct state_txn **out);
 /* Commits; on MDB_MAP_FULL grows the map once the txn is gone and
  * returns -ENOSPC so the caller retries (the txn is always freed). */
@@ -205,7 +213,8 @@ int state_msg_del(struct state_txn *txn, const char *id);
 
 /* Up to max ids whose next_attempt <= now, earliest first, into ids.
  * *n gets the count; *next_due the earliest next_attempt still > now
- * (0 if none). Reads the due index only. */
+ * (0 if none). Reads the due index only. When *n == max more may be due:
+ * *next_due is still the first time after now. */
 int state_due(struct state_txn *txn, int64_t now, size_t max,
 	      char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due);
 
@@ -227,7 +236,8 @@ int state_flush(struct state_txn *txn, const char *const *ids, size_t n,
 		int64_t now, size_t *count, char *err, size_t errlen);
 
 /* Small key/value store for daemon metadata (e.g. "rebuilt"). Values are
- * copied into buf (NUL-terminated); -ENOENT if absent. */
+ * copied into buf (NUL-terminated); -ENOENT if absent, -ERANGE if buf is
+ * too small. */
 int state_meta_get(struct state_txn *txn, const char *key, char *buf,
 		   size_t buflen);
 int state_meta_put(struct state_txn *txn, const char *key, const char *value);
