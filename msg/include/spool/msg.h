@@ -50,7 +50,7 @@ struct msg_header {
 	const char *value;
 	size_t value_len;
 	const char *start; /* the whole field, for copying */
-	size_t len;        /* including its line end */
+	size_t len;	   /* including its line end */
 };
 
 struct msg_headers {
@@ -75,20 +75,20 @@ const struct msg_header *msg_headers_find(const struct msg_headers *hs,
 
 /* What sendmail-style submission was asked for. */
 struct msg_submit_opts {
-	const char *sender;      /* -f, NULL: the From address or user@host */
-	const char *full_name;   /* -F, used only when From is added */
-	int extract_rcpts;       /* -t: To, Cc, Bcc plus the argument list */
-	size_t max_size;         /* of the canonical message; 0: no limit */
-	const char *user;        /* login name, for an added From */
-	const char *hostname;    /* for an added From and Message-ID */
+	const char *sender;    /* -f, NULL: the From address or user@host */
+	const char *full_name; /* -F, used only when From is added */
+	int extract_rcpts;     /* -t: To, Cc, Bcc plus the argument list */
+	size_t max_size;       /* of the canonical message; 0: no limit */
+	const char *user;      /* login name, for an added From */
+	const char *hostname;  /* for an added From and Message-ID */
 };
 
 /* The canonical message and its envelope. */
 struct msg_prepared {
 	char *data; /* CRLF, ready to spool */
 	size_t len;
-	char *sender;             /* "" for <> */
-	struct msg_strlist rcpt;  /* de-duplicated, in order */
+	char *sender;		 /* "" for <> */
+	struct msg_strlist rcpt; /* de-duplicated, in order */
 };
 void msg_prepared_free(struct msg_prepared *p);
 
