@@ -1,0 +1,180 @@
+/*
+ * transport.c - picks a transport by type and wraps the ops table so that
+ * every recipient always leaves deliver() with an outcome.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "spool/util.h"
+#include "spool/transport.h"
+#include "transport_int.h"
+
+static const struct transport_ops *const transport_types[] = {
+    &transport_smtp_ops,
+    &transport_maildir_ops,
+};
+
+const char *
+deliv_status_name(enum deliv_status s)
+{
+	switch (s) {
+	case DELIV_OK:
+		return "sent";
+	case DELIV_TEMPFAIL:
+		return "deferred";
+	case DELIV_PERMFAIL:
+		return "failed";
+	}
+	return "unknown";
+}
+
+int
+transport_create(struct transport **out, const struct conf_transport *cf,
+		 char *err, size_t errlen)
+{
+	const char *type =
+	    cf->type == CONF_TRANSPORT_MAILDIR ? "maildir" : "smtp";
+
+	*out = NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(transport_types); i++) {
+		const struct transport_ops *ops = transport_types[i];
+		int rc;
+
+		if (strcmp(ops->type, type) != 0)
+			continue;
+		rc = ops->create(out, cf, err, errlen);
+		if (rc < 0)
+			return rc;
+		(*out)->ops = ops;
+		str_copy((*out)->name, cf->name, sizeof((*out)->name));
+		return 0;
+	}
+	snprintf(err, errlen, "transport %s: unknown type", cf->name);
+	return -EINVAL;
+}
+
+int
+transport_deliver(struct transport *t, struct transport_msg *msgs, size_t n,
+		  struct transport_session *sess)
+{
+	int rc;
+
+	memset(sess, 0, sizeof(*sess));
+	for (size_t i = 0; i < n; i++)
+		for (size_t r = 0; r < msgs[i].nrcpt; r++) {
+			struct transport_rcpt *o = &msgs[i].rcpt[r];
+
+			o->status = DELIV_TEMPFAIL;
+			o->code = 0;
+			o->reply[0] = '\0';
+		}
+	rc = t->ops->deliver(t, msgs, n, sess);
+	if (rc < 0 && sess->diag[0] == '\0')
+		snprintf(sess->diag, sizeof(sess->diag),
+			 "local delivery error: %s", strerror(-rc));
+	/* A recipient the session never reached carries the reason why. */
+	for (size_t i = 0; i < n; i++)
+		for (size_t r = 0; r < msgs[i].nrcpt; r++) {
+			struct transport_rcpt *o = &msgs[i].rcpt[r];
+
+			if (o->reply[0] == '\0')
+				str_copy(o->reply,
+					 sess->diag[0] ? sess->diag
+						       : "not attempted",
+					 sizeof(o->reply));
+		}
+	return rc;
+}
+
+void
+transport_destroy(struct transport *t)
+{
+	if (t != NULL)
+		t->ops->destroy(t);
+}
+
+int
+transport_global_init(char *err, size_t errlen)
+{
+	return smtp_global_init(err, errlen);
+}
+
+void
+transport_set_reply(struct transport_rcpt *o, enum deliv_status st, int code,
+		    const char *reply)
+{
+	size_t n;
+
+	o->status = st;
+	o->code = code;
+	str_copy(o->reply, reply != NULL ? reply : "", sizeof(o->reply));
+	/* one line for logs and JSON: server replies end in CRLF */
+	n = strcspn(o->reply, "\r\n");
+	o->reply[n] = '\0';
+}
+
+int
+transport_crlf(const char *data, size_t len, char **out, size_t *outlen)
+{
+	size_t extra = 0;
+	char *p;
+
+	*out = NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n')
+			i++;
+		else if (data[i] == '\r' || data[i] == '\n')
+			extra++;
+	}
+	if (len > 0 && data[len - 1] != '\n' && data[len - 1] != '\r')
+		extra += 2;
+	if (extra == 0)
+		return 0;
+	if ((p = malloc(len + extra)) == NULL)
+		return -ENOMEM;
+	*out = p;
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n') {
+			*p++ = '\r';
+			*p++ = '\n';
+			i++;
+		} else if (data[i] == '\r' || data[i] == '\n') {
+			*p++ = '\r';
+			*p++ = '\n';
+		} else {
+			*p++ = data[i];
+		}
+	}
+	if (len > 0 && data[len - 1] != '\n' && data[len - 1] != '\r') {
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	*outlen = (size_t)(p - *out);
+	return 0;
+}
+
+int
+transport_secret_check(const char *path, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		return -EINVAL;
+	}
+	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+		snprintf(err, errlen,
+			 "%s: readable by group or others (mode %03o); "
+			 "chmod 600 it",
+			 path, (unsigned)(sb.st_mode & 0777));
+		return -EPERM;
+	}
+	return 0;
+}

@@ -1,0 +1,28 @@
+/*
+ * transport_int.h - shared by the transports, not part of the interface.
+ */
+#ifndef SPOOL_TRANSPORT_INT_H
+#define SPOOL_TRANSPORT_INT_H
+
+#include <stddef.h>
+
+#include "spool/transport.h"
+
+/* Sets a recipient's outcome; reply is cut at its first line end. */
+void transport_set_reply(struct transport_rcpt *o, enum deliv_status st,
+			 int code, const char *reply);
+
+/*
+ * Gives data with every line ending in CRLF (bare LF and bare CR become
+ * CRLF, and a last line gets one). *out is NULL when data already is so,
+ * else a malloc'd copy of *outlen bytes. 0 or -ENOMEM.
+ */
+int transport_crlf(const char *data, size_t len, char **out, size_t *outlen);
+
+/* Refuses a secret file that is missing, not a regular file, or readable
+ * by group or others. 0 or -errno with one line in err. */
+int transport_secret_check(const char *path, char *err, size_t errlen);
+
+int smtp_global_init(char *err, size_t errlen);
+
+#endif
