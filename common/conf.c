@@ -31,18 +31,18 @@ extern char **environ;
 struct conf_parser {
 	struct conf *cf;
 	const char *where; /* file name, or "environment" */
-	unsigned line;     /* current line, 0 for the environment */
+	unsigned line;	   /* current line, 0 for the environment */
 	const char *var;   /* current environment variable */
-	char *route;       /* the raw route value, resolved at the end */
+	char *route;	   /* the raw route value, resolved at the end */
 	char *err;
 	size_t errlen;
 	int failed;
 	FILE *fp;
 };
 
-static void
-conf_fail(struct conf_parser *p, const char *section, const char *key,
-	  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void conf_fail(struct conf_parser *p, const char *section,
+		      const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
 conf_fail(struct conf_parser *p, const char *section, const char *key,
@@ -215,8 +215,8 @@ conf_delivery_key(struct conf_parser *p, const char *key, const char *value)
 			return -ENOMEM;
 		n = conf_split_list(copy, items, CONF_MAX_RETRY);
 		if (n <= 0) {
-			conf_fail(p, "delivery", key,
-				  "needs 1 to %d durations", CONF_MAX_RETRY);
+			conf_fail(p, "delivery", key, "needs 1 to %d durations",
+				  CONF_MAX_RETRY);
 			free(copy);
 			return -1;
 		}
@@ -265,7 +265,8 @@ conf_expect_list(struct conf_parser *p, struct conf_transport *t,
 	for (int i = 0; i < n; i++) {
 		if (parse_uint(items[i], 100, 599, &code) < 0) {
 			conf_fail(p, sec, key,
-				  "\"%s\" is not an HTTP status code", items[i]);
+				  "\"%s\" is not an HTTP status code",
+				  items[i]);
 			free(copy);
 			return -1;
 		}
@@ -281,22 +282,26 @@ static const struct {
 	const char *key;
 	size_t off;
 } conf_transport_strings[] = {
-	{"host", offsetof(struct conf_transport, host)},
-	{"ca_file", offsetof(struct conf_transport, ca_file)},
-	{"user", offsetof(struct conf_transport, user)},
-	{"password_file", offsetof(struct conf_transport, password_file)},
-	{"from", offsetof(struct conf_transport, from)},
-	{"helo", offsetof(struct conf_transport, helo)},
-	{"probe_url", offsetof(struct conf_transport, probe_url)},
-	{"path", offsetof(struct conf_transport, path)},
+    {"host", offsetof(struct conf_transport, host)},
+    {"ca_file", offsetof(struct conf_transport, ca_file)},
+    {"user", offsetof(struct conf_transport, user)},
+    {"password_file", offsetof(struct conf_transport, password_file)},
+    {"from", offsetof(struct conf_transport, from)},
+    {"helo", offsetof(struct conf_transport, helo)},
+    {"probe_url", offsetof(struct conf_transport, probe_url)},
+    {"path", offsetof(struct conf_transport, path)},
 };
 
 /* Every key of a transport section, for splitting environment names. */
 static const char *const conf_transport_keys[] = {
-	"type",		   "host",	    "port",	     "tls",
-	"ca_file",	   "user",	    "password_file", "from",
-	"helo",		   "connect_timeout", "timeout",     "probe_url",
-	"probe_expect",	   "probe_interval", "probe_timeout", "path",
+    "type",	     "host",
+    "port",	     "tls",
+    "ca_file",	     "user",
+    "password_file", "from",
+    "helo",	     "connect_timeout",
+    "timeout",	     "probe_url",
+    "probe_expect",  "probe_interval",
+    "probe_timeout", "path",
 };
 
 static int
@@ -310,9 +315,9 @@ conf_transport_key(struct conf_parser *p, struct conf_transport *t,
 	for (size_t i = 0; i < ARRAY_SIZE(conf_transport_strings); i++) {
 		if (strcmp(key, conf_transport_strings[i].key) == 0)
 			return conf_set_str(
-				(char **)((char *)t +
-					  conf_transport_strings[i].off),
-				value);
+			    (char **)((char *)t +
+				      conf_transport_strings[i].off),
+			    value);
 	}
 	if (strcmp(key, "type") == 0) {
 		if (strcmp(value, "smtp") == 0)
@@ -530,7 +535,8 @@ conf_parse_env(struct conf_parser *p)
 			size_t sl = (size_t)(k - 1 - rest), i;
 
 			for (i = 0; i < sl && i < sizeof(section) - 1; i++)
-				section[i] = (char)tolower((unsigned char)rest[i]);
+				section[i] =
+				    (char)tolower((unsigned char)rest[i]);
 			section[i] = '\0';
 			for (i = 0; k[i] && i < sizeof(key) - 1; i++)
 				key[i] = (char)tolower((unsigned char)k[i]);
@@ -590,8 +596,7 @@ conf_resolve(struct conf_parser *p)
 		int n = conf_split_list(p->route, items, CONF_MAX_TRANSPORTS);
 
 		if (n <= 0) {
-			conf_fail(p, "delivery", "route",
-				  "names no transport");
+			conf_fail(p, "delivery", "route", "names no transport");
 			return EX_CONFIG;
 		}
 		for (int i = 0; i < n; i++) {
@@ -603,7 +608,8 @@ conf_resolve(struct conf_parser *p)
 					break;
 			if (j == cf->transport_count) {
 				conf_fail(p, "delivery", "route",
-					  "no [transport %s] section", items[i]);
+					  "no [transport %s] section",
+					  items[i]);
 				return EX_CONFIG;
 			}
 			cf->route[cf->route_count++] = j;

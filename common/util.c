@@ -132,12 +132,11 @@ format_rfc5322_date(time_t t, char buf[RFC5322_DATE_LEN])
 	 * wants English. */
 	localtime_r(&t, &tm);
 	off = (int)(tm.tm_gmtoff / 60) % (24 * 60);
-	snprintf(buf, RFC5322_DATE_LEN,
-		 "%s, %d %s %d %02d:%02d:%02d %c%02d%02d", days[tm.tm_wday % 7],
-		 tm.tm_mday % 32, months[tm.tm_mon % 12],
-		 (tm.tm_year + 1900) % 10000, tm.tm_hour % 24, tm.tm_min % 60,
-		 tm.tm_sec % 61, off < 0 ? '-' : '+', abs(off) / 60,
-		 abs(off) % 60);
+	snprintf(
+	    buf, RFC5322_DATE_LEN, "%s, %d %s %d %02d:%02d:%02d %c%02d%02d",
+	    days[tm.tm_wday % 7], tm.tm_mday % 32, months[tm.tm_mon % 12],
+	    (tm.tm_year + 1900) % 10000, tm.tm_hour % 24, tm.tm_min % 60,
+	    tm.tm_sec % 61, off < 0 ? '-' : '+', abs(off) / 60, abs(off) % 60);
 	return buf;
 }
 

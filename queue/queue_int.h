@@ -18,9 +18,9 @@
  * new/ID is never overwritten. Same contract as spool_submit.
  */
 int queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
-                           const char *const *rcpt, size_t nrcpt,
-                           const char *msg, size_t len, char *err,
-                           size_t errlen);
+			   const char *const *rcpt, size_t nrcpt,
+			   const char *msg, size_t len, char *err,
+			   size_t errlen);
 
 /*
  * The record codec of state_lmdb.c. encode: a malloc'd buffer into *out,
@@ -28,8 +28,8 @@ int queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
  * malformed record (never reads past len); out->id is left untouched.
  */
 int queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
-                         size_t *outlen);
+			 size_t *outlen);
 int queue__record_decode(const unsigned char *p, size_t len,
-                         struct queue_msg_info *out);
+			 struct queue_msg_info *out);
 
 #endif

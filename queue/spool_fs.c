@@ -126,7 +126,7 @@ out:
 
 int
 spool_open(struct spool **out, const char *dir, int create, char *err,
-           size_t errlen)
+	   size_t errlen)
 {
 	struct spool *sp;
 	int i, rc;
@@ -154,7 +154,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		rc = spool_mkdir_p(dir, 0700);
 		if (rc < 0) {
 			spool_err(err, errlen, "spool: create %s: %s", dir,
-			          strerror(-rc));
+				  strerror(-rc));
 			goto fail;
 		}
 	}
@@ -162,7 +162,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	if (sp->dfd < 0) {
 		rc = -errno;
 		spool_err(err, errlen, "spool: open %s: %s", dir,
-		          strerror(-rc));
+			  strerror(-rc));
 		goto fail;
 	}
 	for (i = 0; i <= SPOOL_NDIRS; i++) {
@@ -174,7 +174,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		    errno != EEXIST) {
 			rc = spool_errno(errno);
 			spool_err(err, errlen, "spool: create %s/%s: %s", dir,
-			          name, strerror(-rc));
+				  name, strerror(-rc));
 			goto fail;
 		}
 		if (i == SPOOL_NDIRS)
@@ -184,7 +184,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		if (sp->sub[i] < 0) {
 			rc = -errno;
 			spool_err(err, errlen, "spool: open %s/%s: %s", dir,
-			          name, strerror(-rc));
+				  name, strerror(-rc));
 			goto fail;
 		}
 	}
@@ -192,7 +192,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	if (create && fsync(sp->dfd) < 0) {
 		rc = spool_errno(errno);
 		spool_err(err, errlen, "spool: fsync %s: %s", dir,
-		          strerror(-rc));
+			  strerror(-rc));
 		goto fail;
 	}
 	*out = sp;
@@ -277,7 +277,7 @@ spool_addr_problem(const char *a, size_t len, int allow_empty)
 
 static int
 spool_rcpt_add(struct spool_envelope *env, size_t *cap, const char *a,
-               size_t len, enum queue_rcpt_state st, size_t mark_off)
+	       size_t len, enum queue_rcpt_state st, size_t mark_off)
 {
 	struct spool_rcpt *r;
 	char *copy;
@@ -324,7 +324,7 @@ spool_parse_time(const char *s, size_t len, int64_t *out)
 
 int
 spool_parse(const char *data, size_t len, struct spool_envelope *env,
-            size_t *body_off, char *err, size_t errlen)
+	    size_t *body_off, char *err, size_t errlen)
 {
 	struct spool_envelope e = {0};
 	size_t pos = 0, cap = 0, lineno = 0;
@@ -345,9 +345,9 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 		nl = memchr(line, '\n', len - pos);
 		if (nl == NULL) {
 			spool_err(err, errlen,
-			          "spool file line %zu: envelope does not end "
-			          "with an empty line",
-			          lineno);
+				  "spool file line %zu: envelope does not end "
+				  "with an empty line",
+				  lineno);
 			goto fail;
 		}
 		llen = (size_t)(nl - line);
@@ -358,9 +358,9 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 			if (llen != strlen(SPOOL_MAGIC) ||
 			    memcmp(line, SPOOL_MAGIC, llen) != 0) {
 				spool_err(err, errlen,
-				          "spool file line 1: not a spool file "
-				          "(want \"%s\")",
-				          SPOOL_MAGIC);
+					  "spool file line 1: not a spool file "
+					  "(want \"%s\")",
+					  SPOOL_MAGIC);
 				goto fail;
 			}
 			continue;
@@ -369,9 +369,9 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 			break;
 		if (llen < 2 || line[1] != ' ') {
 			spool_err(err, errlen,
-			          "spool file line %zu: not of the form "
-			          "\"X value\"",
-			          lineno);
+				  "spool file line %zu: not of the form "
+				  "\"X value\"",
+				  lineno);
 			goto fail;
 		}
 		arg = line + 2;
@@ -380,14 +380,14 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 		case 'T':
 			if (have_time) {
 				spool_err(err, errlen,
-				          "spool file line %zu: second T line",
-				          lineno);
+					  "spool file line %zu: second T line",
+					  lineno);
 				goto fail;
 			}
 			if (spool_parse_time(arg, alen, &e.queued_at) < 0) {
 				spool_err(err, errlen,
-				          "spool file line %zu: bad time",
-				          lineno);
+					  "spool file line %zu: bad time",
+					  lineno);
 				goto fail;
 			}
 			have_time = 1;
@@ -395,23 +395,23 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 		case 'S':
 			if (e.sender != NULL) {
 				spool_err(err, errlen,
-				          "spool file line %zu: second sender "
-				          "line",
-				          lineno);
+					  "spool file line %zu: second sender "
+					  "line",
+					  lineno);
 				goto fail;
 			}
 			why = spool_addr_problem(arg, alen, 1);
 			if (why != NULL) {
 				spool_err(err, errlen,
-				          "spool file line %zu: sender: %s",
-				          lineno, why);
+					  "spool file line %zu: sender: %s",
+					  lineno, why);
 				goto fail;
 			}
 			e.sender = strndup(arg, alen);
 			if (e.sender == NULL) {
 				rc = -ENOMEM;
 				spool_err(err, errlen, "spool file: %s",
-				          strerror(ENOMEM));
+					  strerror(ENOMEM));
 				goto fail;
 			}
 			continue;
@@ -426,21 +426,21 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 			break;
 		default:
 			spool_err(err, errlen,
-			          "spool file line %zu: unknown line type",
-			          lineno);
+				  "spool file line %zu: unknown line type",
+				  lineno);
 			goto fail;
 		}
 		why = spool_addr_problem(arg, alen, 0);
 		if (why != NULL) {
 			spool_err(err, errlen,
-			          "spool file line %zu: recipient: %s", lineno,
-			          why);
+				  "spool file line %zu: recipient: %s", lineno,
+				  why);
 			goto fail;
 		}
 		if (spool_rcpt_add(&e, &cap, arg, alen, st, start) < 0) {
 			rc = -ENOMEM;
 			spool_err(err, errlen, "spool file: %s",
-			          strerror(ENOMEM));
+				  strerror(ENOMEM));
 			goto fail;
 		}
 	}
@@ -508,7 +508,7 @@ spool_rename_noreplace(int from, const char *name, int to)
 
 static char *
 spool_envelope_format(const char *id, const char *sender,
-                      const char *const *rcpt, size_t nrcpt, size_t *outlen)
+		      const char *const *rcpt, size_t nrcpt, size_t *outlen)
 {
 	size_t need, i, off;
 	char *buf;
@@ -522,7 +522,7 @@ spool_envelope_format(const char *id, const char *sender,
 	if (buf == NULL)
 		return NULL;
 	n = snprintf(buf, need + 1, SPOOL_MAGIC "\nT %" PRId64 "\nS %s\n",
-	             queue_id_time_us(id) / 1000000, sender);
+		     queue_id_time_us(id) / 1000000, sender);
 	if (n < 0 || (size_t)n > need) {
 		free(buf);
 		return NULL;
@@ -544,8 +544,8 @@ spool_envelope_format(const char *id, const char *sender,
 
 int
 queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
-                       const char *const *rcpt, size_t nrcpt, const char *msg,
-                       size_t len, char *err, size_t errlen)
+		       const char *const *rcpt, size_t nrcpt, const char *msg,
+		       size_t len, char *err, size_t errlen)
 {
 	int tdfd = sp->sub[QUEUE_DIR_TMP], ndfd = sp->sub[QUEUE_DIR_NEW];
 	int fd = -1, rc, in_new = 0;
@@ -572,11 +572,11 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	}
 	for (i = 0; i < nrcpt; i++) {
 		why = rcpt[i] == NULL
-		          ? "empty address"
-		          : spool_addr_problem(rcpt[i], strlen(rcpt[i]), 0);
+			  ? "empty address"
+			  : spool_addr_problem(rcpt[i], strlen(rcpt[i]), 0);
 		if (why != NULL) {
 			spool_err(err, errlen, "spool: recipient %zu: %s",
-			          i + 1, why);
+				  i + 1, why);
 			return -EINVAL;
 		}
 	}
@@ -596,7 +596,7 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		rc = spool_errno(errno);
 		free(head);
 		spool_err(err, errlen, "spool: %s tmp/%s: %s", step, id,
-		          strerror(-rc));
+			  strerror(-rc));
 		return rc;
 	}
 	/* the umask may only take bits away; make the mode exact */
@@ -638,10 +638,10 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 fail:
 	if (in_new)
 		spool_err(err, errlen, "spool: fsync new/ after adding %s: %s",
-		          id, strerror(-rc));
+			  id, strerror(-rc));
 	else
 		spool_err(err, errlen, "spool: %s tmp/%s: %s", step, id,
-		          strerror(-rc));
+			  strerror(-rc));
 	if (fd >= 0)
 		close(fd);
 	/* the caller is told the submission failed: leave nothing to deliver */
@@ -655,8 +655,8 @@ fail:
 
 int
 spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
-             size_t nrcpt, const char *msg, size_t len,
-             char id_out[QUEUE_ID_LEN + 1], char *err, size_t errlen)
+	     size_t nrcpt, const char *msg, size_t len,
+	     char id_out[QUEUE_ID_LEN + 1], char *err, size_t errlen)
 {
 	char id[QUEUE_ID_LEN + 1];
 	int rc;
@@ -664,11 +664,11 @@ spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
 	rc = queue_id_new(id);
 	if (rc < 0) {
 		spool_err(err, errlen, "spool: make queue id: %s",
-		          strerror(-rc));
+			  strerror(-rc));
 		return rc;
 	}
 	rc = queue__spool_submit_id(sp, id, sender, rcpt, nrcpt, msg, len, err,
-	                            errlen);
+				    errlen);
 	if (rc == 0)
 		memcpy(id_out, id, sizeof(id));
 	return rc;
@@ -678,7 +678,7 @@ spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
 
 int
 spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
-                struct spool_file *out, char *err, size_t errlen)
+		struct spool_file *out, char *err, size_t errlen)
 {
 	const char *dname;
 	char perr[256];
@@ -697,32 +697,32 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 	if (fd < 0) {
 		rc = -errno;
 		spool_err(err, errlen, "spool: open %s/%s: %s", dname, id,
-		          strerror(-rc));
+			  strerror(-rc));
 		return rc;
 	}
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		spool_err(err, errlen, "spool: stat %s/%s: %s", dname, id,
-		          strerror(-rc));
+			  strerror(-rc));
 		goto fail;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size <= 0 ||
 	    (uint64_t)st.st_size > SIZE_MAX) {
 		rc = -EINVAL;
 		spool_err(err, errlen, "spool: %s/%s: %s", dname, id,
-		          S_ISREG(st.st_mode) ? "empty file"
-		                              : "not a regular file");
+			  S_ISREG(st.st_mode) ? "empty file"
+					      : "not a regular file");
 		goto fail;
 	}
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
 		rc = -errno;
 		spool_err(err, errlen, "spool: map %s/%s: %s", dname, id,
-		          strerror(-rc));
+			  strerror(-rc));
 		goto fail;
 	}
 	rc = spool_parse(map, (size_t)st.st_size, &out->env, &out->body_off,
-	                 perr, sizeof(perr));
+			 perr, sizeof(perr));
 	if (rc < 0) {
 		spool_err(err, errlen, "spool: %s/%s: %s", dname, id, perr);
 		munmap(map, (size_t)st.st_size);
@@ -789,7 +789,7 @@ spool_file_sync(struct spool_file *f)
 
 int
 spool_move(struct spool *sp, const char *id, enum queue_dir from,
-           enum queue_dir to)
+	   enum queue_dir to)
 {
 	int rc;
 
@@ -818,7 +818,7 @@ spool_remove(struct spool *sp, enum queue_dir d, const char *id)
 
 int
 spool_stat(struct spool *sp, enum queue_dir d, const char *id, uint64_t *size,
-           int64_t *mtime)
+	   int64_t *mtime)
 {
 	struct stat st;
 
@@ -849,7 +849,7 @@ spool_is_regular(int dfd, const struct dirent *de)
 
 int
 spool_scan(struct spool *sp, enum queue_dir d,
-           int (*cb)(const char *name, void *arg), void *arg)
+	   int (*cb)(const char *name, void *arg), void *arg)
 {
 	struct dirent *de;
 	DIR *dir;

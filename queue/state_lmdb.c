@@ -159,7 +159,7 @@ rec_put_str(unsigned char *p, const char *s)
 
 int
 queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
-                     size_t *outlen)
+		     size_t *outlen)
 {
 	unsigned char *buf, *p;
 	size_t need, i;
@@ -175,7 +175,7 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 		    (unsigned)m->rcpt[i].state > QUEUE_RCPT_FAILED)
 			return -EINVAL;
 		need += 1 + rec_str_size(m->rcpt[i].address) +
-		        rec_str_size(m->rcpt[i].reply);
+			rec_str_size(m->rcpt[i].reply);
 	}
 	/* lengths must fit the u32 fields and stay clear of the NULL mark */
 	if (need >= STATE_STR_NULL)
@@ -246,7 +246,7 @@ rec_get_str(struct rec_reader *r, char **out)
 
 int
 queue__record_decode(const unsigned char *p, size_t len,
-                     struct queue_msg_info *out)
+		     struct queue_msg_info *out)
 {
 	struct rec_reader r = {p, len};
 	struct queue_msg_info m = {0};
@@ -348,9 +348,9 @@ state_mapsize_conf(size_t *out, char *err, size_t errlen)
 	if (errno != 0 || *end != '\0' || s[0] < '0' || s[0] > '9' ||
 	    v < 4096 || v > STATE_MAPSIZE_MAX) {
 		state_errf(err, errlen,
-		           "state: SPOOL_STATE_MAPSIZE=%s is not a size in "
-		           "bytes between 4096 and %zu",
-		           s, STATE_MAPSIZE_MAX);
+			   "state: SPOOL_STATE_MAPSIZE=%s is not a size in "
+			   "bytes between 4096 and %zu",
+			   s, STATE_MAPSIZE_MAX);
 		return -EINVAL;
 	}
 	*out = (size_t)v;
@@ -418,7 +418,7 @@ state_open_dbis(struct state *st)
 
 int
 state_open(struct state **out, const char *spool_dir, int readonly, char *err,
-           size_t errlen)
+	   size_t errlen)
 {
 	struct state *st;
 	size_t mapsize;
@@ -447,7 +447,7 @@ state_open(struct state **out, const char *spool_dir, int readonly, char *err,
 	if (!readonly && mkdir(path, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
 		state_errf(err, errlen, "state: create %s: %s", path,
-		           strerror(-rc));
+			   strerror(-rc));
 		goto fail;
 	}
 	rc = mdb_env_create(&st->env);
@@ -463,37 +463,37 @@ state_open(struct state **out, const char *spool_dir, int readonly, char *err,
 		rc = mdb_env_set_mapsize(st->env, mapsize);
 	if (rc != 0) {
 		state_errf(err, errlen, "state: configure %s: %s", path,
-		           mdb_strerror(rc));
+			   mdb_strerror(rc));
 		rc = state_err(rc);
 		goto fail;
 	}
 	rc = mdb_env_open(st->env, path,
-	                  MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0600);
+			  MDB_NOTLS | (readonly ? MDB_RDONLY : 0), 0600);
 	if (rc != 0) {
 		state_errf(err, errlen, "state: open %s: %s", path,
-		           mdb_strerror(rc));
+			   mdb_strerror(rc));
 		rc = state_err(rc);
 		goto fail;
 	}
 	rc = state_check_size(st->env);
 	if (rc < 0) {
 		state_errf(err, errlen, "state: %s/data.mdb: %s", path,
-		           rc == -EBADMSG ? "truncated" : strerror(-rc));
+			   rc == -EBADMSG ? "truncated" : strerror(-rc));
 		goto fail;
 	}
 	rc = mdb_reader_check(st->env, &dead);
 	if (rc != 0) {
 		state_errf(err, errlen, "state: reader check in %s: %s", path,
-		           mdb_strerror(rc));
+			   mdb_strerror(rc));
 		rc = state_err(rc);
 		goto fail;
 	}
 	rc = state_open_dbis(st);
 	if (rc < 0) {
 		state_errf(err, errlen, "state: open databases in %s: %s", path,
-		           rc == -EBADMSG  ? "corrupt environment"
-		           : rc == -ENOENT ? "not initialised by a writer yet"
-		                           : strerror(-rc));
+			   rc == -EBADMSG  ? "corrupt environment"
+			   : rc == -ENOENT ? "not initialised by a writer yet"
+					   : strerror(-rc));
 		goto fail;
 	}
 	free(path);
@@ -527,7 +527,7 @@ state_remove(const char *spool_dir)
 		return -EINVAL;
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		n = snprintf(path, sizeof(path), "%s/state/%s", spool_dir,
-		             files[i]);
+			     files[i]);
 		if (n < 0 || (size_t)n >= sizeof(path))
 			return -ENAMETOOLONG;
 		if (unlink(path) < 0 && errno != ENOENT && rc == 0)
@@ -575,7 +575,7 @@ state_begin(struct state *st, int write, struct state_txn **out)
 		rc = mdb_env_set_mapsize(st->env, 0);
 		if (rc == 0)
 			rc = mdb_txn_begin(st->env, NULL,
-			                   write ? 0 : MDB_RDONLY, &t->txn);
+					   write ? 0 : MDB_RDONLY, &t->txn);
 	}
 	if (rc != 0) {
 		free(t);
@@ -636,7 +636,7 @@ state_write_err(struct state_txn *txn, int rc)
 
 static void
 state_due_key(unsigned char key[STATE_DUE_KEY_LEN], int64_t when,
-              const char *id)
+	      const char *id)
 {
 	put_be(key, (uint64_t)when, 8);
 	memcpy(key + 8, id, QUEUE_ID_LEN);
@@ -795,7 +795,7 @@ state_msg_del(struct state_txn *txn, const char *id)
 
 int
 state_due(struct state_txn *txn, int64_t now, size_t max,
-          char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due)
+	  char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due)
 {
 	unsigned char from[8];
 	MDB_cursor *cur;
@@ -852,7 +852,7 @@ state_due(struct state_txn *txn, int64_t now, size_t max,
 
 int
 state_foreach(struct state_txn *txn,
-              int (*cb)(const struct queue_msg_info *m, void *arg), void *arg)
+	      int (*cb)(const struct queue_msg_info *m, void *arg), void *arg)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;

@@ -123,7 +123,7 @@ view_record_cb(const struct queue_msg_info *m, void *arg)
 		slot->rcpt[i].state = m->rcpt[i].state;
 		slot->rcpt[i].address = strdup(m->rcpt[i].address);
 		slot->rcpt[i].reply =
-			m->rcpt[i].reply ? strdup(m->rcpt[i].reply) : NULL;
+		    m->rcpt[i].reply ? strdup(m->rcpt[i].reply) : NULL;
 	}
 	v->n++;
 	return 0;
@@ -148,8 +148,8 @@ view_new_cb(const char *id, void *arg)
 		return 0; /* taken by spoold meanwhile, or unreadable */
 	str_copy(m.id, id, sizeof(m.id));
 	m.state = QUEUE_MSG_QUEUED;
-	m.queued_at = f.env.queued_at ? f.env.queued_at
-				      : queue_id_time_us(id) / 1000000;
+	m.queued_at =
+	    f.env.queued_at ? f.env.queued_at : queue_id_time_us(id) / 1000000;
 	m.next_attempt = m.queued_at;
 	m.size = f.size - f.body_off;
 	m.sender = f.env.sender;
@@ -250,7 +250,7 @@ msg_to_json(const struct queue_msg_info *m)
 
 		cJSON_AddStringToObject(r, "address", m->rcpt[i].address);
 		cJSON_AddStringToObject(
-			r, "state", queue_rcpt_state_name(m->rcpt[i].state));
+		    r, "state", queue_rcpt_state_name(m->rcpt[i].state));
 		cJSON_AddItemToObject(r, "reply", json_str(m->rcpt[i].reply));
 		cJSON_AddItemToArray(rcpts, r);
 	}
@@ -301,8 +301,8 @@ print_msg_text(const struct queue_msg_info *m, int64_t now)
 
 	format_age(now - m->queued_at, age, sizeof(age));
 	printf("%s  %-10s %8llu  age %-5s attempts %u", m->id,
-	       queue_msg_state_name(m->state), (unsigned long long)m->size,
-	       age, m->attempts);
+	       queue_msg_state_name(m->state), (unsigned long long)m->size, age,
+	       m->attempts);
 	if (m->next_attempt > 0) {
 		format_age(m->next_attempt - now, next, sizeof(next));
 		printf("  next in %s", next);
@@ -323,11 +323,11 @@ int
 cmd_list(const char *conf_path, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"all", no_argument, NULL, 'a'},
-		{"failed", no_argument, NULL, 'F'},
-		{"held", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"all", no_argument, NULL, 'a'},
+	    {"failed", no_argument, NULL, 'F'},
+	    {"held", no_argument, NULL, 'H'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct queue_view v = {.filter = LIST_QUEUE};
 	struct conf cf;
@@ -399,13 +399,14 @@ show_headers(const struct conf *cf, const char *id, cJSON *json)
 	if (rc == 0) {
 		const char *h = f.data + f.body_off, *end = f.data + f.size;
 		const char *sep = h;
-		cJSON *arr = json ? cJSON_AddArrayToObject(json, "headers")
-				  : NULL;
+		cJSON *arr =
+		    json ? cJSON_AddArrayToObject(json, "headers") : NULL;
 
 		/* the header section ends at the first empty line */
 		while (sep < end) {
 			const char *nl = memchr(sep, '\n', (size_t)(end - sep));
-			size_t len = nl ? (size_t)(nl - sep) : (size_t)(end - sep);
+			size_t len =
+			    nl ? (size_t)(nl - sep) : (size_t)(end - sep);
 
 			if (len > 0 && sep[len - 1] == '\r')
 				len--;
@@ -416,7 +417,7 @@ show_headers(const struct conf *cf, const char *id, cJSON *json)
 
 				if (line != NULL)
 					cJSON_AddItemToArray(
-						arr, cJSON_CreateString(line));
+					    arr, cJSON_CreateString(line));
 				free(line);
 			} else {
 				printf("  | %.*s\n", (int)len, sep);
@@ -435,8 +436,8 @@ int
 cmd_show(const char *conf_path, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct queue_view v = {.filter = LIST_ALL};
 	struct conf cf;
@@ -562,8 +563,8 @@ cmd_flush(const char *conf_path, int argc, char **argv)
 		rc = 0;
 	} else {
 		reply[strcspn(reply, "\n")] = '\0';
-		ctl_error("%s", strncmp(reply, "ERR ", 4) == 0 ? reply + 4
-							       : reply);
+		ctl_error("%s",
+			  strncmp(reply, "ERR ", 4) == 0 ? reply + 4 : reply);
 		rc = strstr(reply, "permission") ? EX_NOPERM : EX_NOINPUT;
 	}
 	free(reply);
@@ -578,16 +579,16 @@ static const struct {
 	int (*run)(const char *conf_path, int argc, char **argv);
 	const char *usage;
 } commands[] = {
-	{"submit", cmd_submit,
-	 "submit [-f SENDER] [-t] [-i] [RCPT...] < message\n"
-	 "       submit --to ADDR... --subject TEXT [--from ADDR] "
-	 "[--body-file F]"},
-	{"list", cmd_list, "list [--json] [--all|--failed|--held]"},
-	{"show", cmd_show, "show ID [--json]"},
-	{"flush", cmd_flush, "flush [ID...]"},
-	{"status", cmd_status, "status [--json]"},
-	{"check", cmd_check, "check [--max-age DURATION]"},
-	{"probe", cmd_probe, "probe"},
+    {"submit", cmd_submit,
+     "submit [-f SENDER] [-t] [-i] [RCPT...] < message\n"
+     "       submit --to ADDR... --subject TEXT [--from ADDR] "
+     "[--body-file F]"},
+    {"list", cmd_list, "list [--json] [--all|--failed|--held]"},
+    {"show", cmd_show, "show ID [--json]"},
+    {"flush", cmd_flush, "flush [ID...]"},
+    {"status", cmd_status, "status [--json]"},
+    {"check", cmd_check, "check [--max-age DURATION]"},
+    {"probe", cmd_probe, "probe"},
 };
 
 static void

@@ -36,8 +36,8 @@ struct status {
 	int running;
 	long pid;
 	uint64_t counts[5];
-	uint64_t in_new;   /* submitted, not yet taken by spoold */
-	int64_t oldest;    /* queued_at of the oldest unfinished message */
+	uint64_t in_new; /* submitted, not yet taken by spoold */
+	int64_t oldest;	 /* queued_at of the oldest unfinished message */
 	struct transport_status t[CONF_MAX_TRANSPORTS];
 	size_t nt;
 };
@@ -159,7 +159,7 @@ status_json(const struct status *s)
 		cJSON_AddNullToObject(d, "pid");
 	q = cJSON_AddObjectToObject(o, "queue");
 	cJSON_AddNumberToObject(
-		q, "queued", (double)(s->counts[QUEUE_MSG_QUEUED] + s->in_new));
+	    q, "queued", (double)(s->counts[QUEUE_MSG_QUEUED] + s->in_new));
 	cJSON_AddNumberToObject(q, "deferred",
 				(double)s->counts[QUEUE_MSG_DEFERRED]);
 	cJSON_AddNumberToObject(q, "delivering",
@@ -176,8 +176,8 @@ status_json(const struct status *s)
 		cJSON_AddBoolToObject(j, "up", t->up);
 		if (t->last_probe > 0)
 			cJSON_AddStringToObject(
-				j, "last_probe",
-				format_rfc3339((time_t)t->last_probe, buf));
+			    j, "last_probe",
+			    format_rfc3339((time_t)t->last_probe, buf));
 		else
 			cJSON_AddNullToObject(j, "last_probe");
 		if (t->last_error[0] != '\0')
@@ -220,23 +220,23 @@ cmd_status(const char *conf_path, int argc, char **argv)
 			printf("spoold: running (pid %ld)\n", s.pid);
 		else
 			printf("spoold: not running\n");
-		printf("queue: %llu queued, %llu deferred, %llu delivering, "
-		       "%llu held, %llu failed\n",
-		       (unsigned long long)(s.counts[QUEUE_MSG_QUEUED] +
-					    s.in_new),
-		       (unsigned long long)s.counts[QUEUE_MSG_DEFERRED],
-		       (unsigned long long)s.counts[QUEUE_MSG_DELIVERING],
-		       (unsigned long long)s.counts[QUEUE_MSG_HELD],
-		       (unsigned long long)s.counts[QUEUE_MSG_FAILED]);
+		printf(
+		    "queue: %llu queued, %llu deferred, %llu delivering, "
+		    "%llu held, %llu failed\n",
+		    (unsigned long long)(s.counts[QUEUE_MSG_QUEUED] + s.in_new),
+		    (unsigned long long)s.counts[QUEUE_MSG_DEFERRED],
+		    (unsigned long long)s.counts[QUEUE_MSG_DELIVERING],
+		    (unsigned long long)s.counts[QUEUE_MSG_HELD],
+		    (unsigned long long)s.counts[QUEUE_MSG_FAILED]);
 		for (size_t i = 0; i < s.nt; i++)
-			printf("transport %s: %s, last probe %s%s%s\n",
-			       s.t[i].name, s.t[i].up ? "up" : "down",
-			       s.t[i].last_probe
-				       ? format_rfc3339(
-						 (time_t)s.t[i].last_probe, buf)
-				       : "never",
-			       s.t[i].last_error[0] ? ", last error: " : "",
-			       s.t[i].last_error);
+			printf(
+			    "transport %s: %s, last probe %s%s%s\n",
+			    s.t[i].name, s.t[i].up ? "up" : "down",
+			    s.t[i].last_probe
+				? format_rfc3339((time_t)s.t[i].last_probe, buf)
+				: "never",
+			    s.t[i].last_error[0] ? ", last error: " : "",
+			    s.t[i].last_error);
 	}
 	conf_free(&cf);
 	return rc;
@@ -246,8 +246,8 @@ int
 cmd_check(const char *conf_path, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"max-age", required_argument, NULL, 'm'},
-		{NULL, 0, NULL, 0},
+	    {"max-age", required_argument, NULL, 'm'},
+	    {NULL, 0, NULL, 0},
 	};
 	static const char *word[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
 	struct status s;

@@ -53,9 +53,8 @@ ctl_written(uv_write_t *req, int status)
 	ctl_conn_close(req->data);
 }
 
-static void
-ctl_reply(struct ctl_conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void ctl_reply(struct ctl_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
 ctl_reply(struct ctl_conn *c, const char *fmt, ...)
@@ -75,8 +74,7 @@ ctl_reply(struct ctl_conn *c, const char *fmt, ...)
 	b = uv_buf_init(c->reply, (unsigned)n);
 	c->wreq.data = c;
 	uv_read_stop((uv_stream_t *)&c->pipe);
-	if (uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_written) <
-	    0)
+	if (uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_written) < 0)
 		ctl_conn_close(c);
 }
 

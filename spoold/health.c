@@ -30,7 +30,7 @@ struct health {
 	int64_t breaker_until; /* down until then (unix seconds) */
 	int64_t last_probe;    /* unix seconds, 0: never */
 	char last_error[QUEUE_REPLY_MAX];
-	int was_up;            /* the verdict last logged */
+	int was_up; /* the verdict last logged */
 	int probing;
 	uv_timer_t timer;
 	struct daemon *d;
@@ -284,14 +284,15 @@ health_describe(struct daemon *d)
 
 		if (ct == NULL)
 			continue;
-		fprintf(fp, "%s: %s", h->name, health_verdict(h) ? "up" : "down");
+		fprintf(fp, "%s: %s", h->name,
+			health_verdict(h) ? "up" : "down");
 		if (ct->probe_url == NULL)
 			fprintf(fp, ", no probe configured");
 		else
 			fprintf(fp, ", probe %s at %s", ct->probe_url,
-				h->last_probe ? format_rfc3339((time_t)h->last_probe,
-							       buf)
-					      : "never");
+				h->last_probe
+				    ? format_rfc3339((time_t)h->last_probe, buf)
+				    : "never");
 		if (!health_verdict(h) && h->last_error[0])
 			fprintf(fp, ": %s", h->last_error);
 		fputc('\n', fp);

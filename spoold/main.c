@@ -249,8 +249,8 @@ daemon_open_state(struct daemon *d, char *err, size_t errlen)
 			 err);
 		rc = state_remove(d->gen->cf.spool_dir);
 		if (rc == 0)
-			rc = state_open(&d->state, d->gen->cf.spool_dir, 0,
-					err, errlen);
+			rc = state_open(&d->state, d->gen->cf.spool_dir, 0, err,
+					errlen);
 	}
 	return rc;
 }
@@ -316,10 +316,10 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"foreground", no_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct daemon d = {0};
 	char err[1024];

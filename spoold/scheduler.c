@@ -116,7 +116,8 @@ sched_pickup_soon(struct daemon *d, const char *name)
 	} else if (name[0] != '.') {
 		if (d->npending == d->cap_pending) {
 			size_t cap = d->cap_pending ? d->cap_pending * 2 : 64;
-			void *p = realloc(d->pending, cap * sizeof(*d->pending));
+			void *p =
+			    realloc(d->pending, cap * sizeof(*d->pending));
 
 			if (p == NULL) {
 				d->rescan_new = 1; /* read new/ instead */
@@ -212,8 +213,7 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *name,
 	}
 	if (rc != -ENOENT)
 		return rc;
-	rc = spool_file_open(d->spool, QUEUE_DIR_NEW, id, &f, err,
-			     sizeof(err));
+	rc = spool_file_open(d->spool, QUEUE_DIR_NEW, id, &f, err, sizeof(err));
 	if (rc == -ENOENT)
 		return 0; /* a duplicate event for a file already taken */
 	if (rc < 0) {
@@ -243,7 +243,7 @@ static void
 pickup_cb(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
-	char (*moved)[QUEUE_ID_LEN + 1] = NULL;
+	char(*moved)[QUEUE_ID_LEN + 1] = NULL;
 	struct state_txn *txn = NULL;
 	size_t nmoved = 0;
 	int rc;
@@ -335,7 +335,8 @@ static size_t
 route_next_up(struct daemon *d, const struct generation *gen, size_t from)
 {
 	for (size_t pos = from; pos < gen->cf.route_count; pos++)
-		if (health_is_up(d, gen->cf.transports[gen->cf.route[pos]].name))
+		if (health_is_up(d,
+				 gen->cf.transports[gen->cf.route[pos]].name))
 			return pos;
 	return gen->cf.route_count;
 }
@@ -470,8 +471,7 @@ log_outcomes(const struct job *job, const struct job_msg *jm,
 
 /* Ends a message that will never be delivered: failed/ and FAILED. */
 static void
-msg_fail(struct daemon *d, struct queue_msg_info *m, const char *why,
-	 int move)
+msg_fail(struct daemon *d, struct queue_msg_info *m, const char *why, int move)
 {
 	int rc;
 
@@ -641,8 +641,8 @@ sched_flush(struct daemon *d, char **ids, size_t n, char *err, size_t errlen)
 		snprintf(err, errlen, "state: %s", strerror(-rc));
 		return rc;
 	}
-	rc = state_flush(txn, (const char *const *)ids, n, now_s(), &done,
-			 err, errlen);
+	rc = state_flush(txn, (const char *const *)ids, n, now_s(), &done, err,
+			 errlen);
 	if (rc < 0) {
 		state_abort(txn);
 		return rc;

@@ -34,14 +34,14 @@ struct generation {
 struct job_msg {
 	char id[QUEUE_ID_LEN + 1];
 	/* filled by the delivery thread */
-	int gone;          /* the spool file vanished (deleted meanwhile) */
-	int bad;           /* the spool file could not be read; see diag */
-	int finished;      /* no recipient left pending */
-	int any_failed;    /* finished with a failed recipient */
-	int moved_failed;  /* the file now lives in failed/ */
-	int file_error;    /* marks could not be made durable */
+	int gone;	  /* the spool file vanished (deleted meanwhile) */
+	int bad;	  /* the spool file could not be read; see diag */
+	int finished;	  /* no recipient left pending */
+	int any_failed;	  /* finished with a failed recipient */
+	int moved_failed; /* the file now lives in failed/ */
+	int file_error;	  /* marks could not be made durable */
 	struct transport_rcpt *rcpt; /* the pending recipients and outcomes */
-	size_t *index;               /* each one's place in the spool file */
+	size_t *index;		     /* each one's place in the spool file */
 	size_t nrcpt;
 	char diag[QUEUE_REPLY_MAX];
 };
@@ -49,8 +49,8 @@ struct job_msg {
 struct job {
 	struct job *next;
 	struct generation *gen;
-	size_t transport;  /* index into gen->cf.transports */
-	size_t route_pos;  /* position of that transport in the route */
+	size_t transport; /* index into gen->cf.transports */
+	size_t route_pos; /* position of that transport in the route */
 	struct job_msg *msgs;
 	size_t n;
 	struct transport_session sess;
@@ -69,7 +69,7 @@ struct daemon {
 	struct spool *spool;
 	struct state *state;
 	struct workers *workers;
-	struct health *health;       /* per transport, by name */
+	struct health *health;	     /* per transport, by name */
 	struct probe_engine *probes; /* HTTP reachability probes */
 	struct probe_waiter *probe_waiters;
 
@@ -83,7 +83,7 @@ struct daemon {
 	uv_pipe_t ctl;
 	int ctl_open;
 
-	int rescan_new;    /* pickup must read all of new/ */
+	int rescan_new;			   /* pickup must read all of new/ */
 	char (*pending)[QUEUE_ID_LEN + 1]; /* names seen by inotify */
 	size_t npending, cap_pending;
 
@@ -102,9 +102,8 @@ int sched_flush(struct daemon *d, char **ids, size_t n, char *err,
 void generation_put(struct generation *g);
 
 /* worker.c */
-int workers_start(struct workers **out, unsigned count,
-		  struct spool *spool, uv_async_t *done, char *err,
-		  size_t errlen);
+int workers_start(struct workers **out, unsigned count, struct spool *spool,
+		  uv_async_t *done, char *err, size_t errlen);
 void workers_submit(struct workers *w, struct job *job);
 /* Completed jobs, oldest first; the caller owns them. */
 struct job *workers_take_done(struct workers *w);

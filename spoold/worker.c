@@ -228,8 +228,8 @@ workers_start(struct workers **out, unsigned count, struct spool *spool,
 	struct workers *w = calloc(1, sizeof(*w));
 	int rc;
 
-	if (w == NULL || (w->threads = calloc(count, sizeof(pthread_t))) ==
-				 NULL) {
+	if (w == NULL ||
+	    (w->threads = calloc(count, sizeof(pthread_t))) == NULL) {
 		free(w);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -241,10 +241,11 @@ workers_start(struct workers **out, unsigned count, struct spool *spool,
 	w->spool = spool;
 	w->done_async = done;
 	for (w->count = 0; w->count < count; w->count++) {
-		rc = pthread_create(&w->threads[w->count], NULL, worker_main,
-				    w);
+		rc =
+		    pthread_create(&w->threads[w->count], NULL, worker_main, w);
 		if (rc != 0) {
-			snprintf(err, errlen, "cannot start delivery thread: %s",
+			snprintf(err, errlen,
+				 "cannot start delivery thread: %s",
 				 strerror(rc));
 			workers_stop(w);
 			return -rc;

@@ -165,23 +165,23 @@ test_refusals(void **state)
 		const char *text;
 		const char *want; /* substring of the message */
 	} cases[] = {
-		{"[spool]\ndir = relative\n", ":2: [spool] dir: must be an"},
-		{"[delivery]\nretry = 1m, soon\n", "retry: \"soon\""},
-		{"[delivery]\nroute = nowhere\n", "no [transport nowhere]"},
-		{"[transport a]\nhost = x # old\n", "'#' in a value"},
-		{"[transport a]\nport = 99999\n", ":2: [transport a] port"},
-		{"[transport a]\ntls = maybe\n", "tls: \"maybe\""},
-		{"[transport a]\nhost=x\nuser = u\n", "password_file"},
-		{"[transport a]\ntype = maildir\n", "absolute path"},
-		{"[weird]\nkey = 1\n", "unknown section"},
-		{"[spool]\nnope = 1\n", "nope: unknown key"},
-		{"[spool\n", "not a valid INI line"},
-		{"[transport a]\nhost = "
-		 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-		 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-		 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-		 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
-		 ":2: line longer than"},
+	    {"[spool]\ndir = relative\n", ":2: [spool] dir: must be an"},
+	    {"[delivery]\nretry = 1m, soon\n", "retry: \"soon\""},
+	    {"[delivery]\nroute = nowhere\n", "no [transport nowhere]"},
+	    {"[transport a]\nhost = x # old\n", "'#' in a value"},
+	    {"[transport a]\nport = 99999\n", ":2: [transport a] port"},
+	    {"[transport a]\ntls = maybe\n", "tls: \"maybe\""},
+	    {"[transport a]\nhost=x\nuser = u\n", "password_file"},
+	    {"[transport a]\ntype = maildir\n", "absolute path"},
+	    {"[weird]\nkey = 1\n", "unknown section"},
+	    {"[spool]\nnope = 1\n", "nope: unknown key"},
+	    {"[spool\n", "not a valid INI line"},
+	    {"[transport a]\nhost = "
+	     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+	     ":2: line longer than"},
 	};
 
 	(void)state;
@@ -208,9 +208,9 @@ test_missing_named_file(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(conf_load(&cf, "/nonexistent/spoold.conf", err,
-				   sizeof(err)),
-			 EX_CONFIG);
+	assert_int_equal(
+	    conf_load(&cf, "/nonexistent/spoold.conf", err, sizeof(err)),
+	    EX_CONFIG);
 	assert_non_null(strstr(err, "/nonexistent/spoold.conf"));
 	setenv("SPOOLD_CONFIG", "/nonexistent/env.conf", 1);
 	assert_int_equal(conf_load(&cf, NULL, err, sizeof(err)), EX_CONFIG);
@@ -254,13 +254,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_embedded_default, teardown),
-		cmocka_unit_test_teardown(test_contract_example, teardown),
-		cmocka_unit_test_teardown(test_env_overrides, teardown),
-		cmocka_unit_test_teardown(test_refusals, teardown),
-		cmocka_unit_test_teardown(test_missing_named_file, teardown),
-		cmocka_unit_test_teardown(test_unknown_env, teardown),
-		cmocka_unit_test(test_values),
+	    cmocka_unit_test_teardown(test_embedded_default, teardown),
+	    cmocka_unit_test_teardown(test_contract_example, teardown),
+	    cmocka_unit_test_teardown(test_env_overrides, teardown),
+	    cmocka_unit_test_teardown(test_refusals, teardown),
+	    cmocka_unit_test_teardown(test_missing_named_file, teardown),
+	    cmocka_unit_test_teardown(test_unknown_env, teardown),
+	    cmocka_unit_test(test_values),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -123,22 +123,22 @@ open_spool(struct fixture *fx)
 }
 
 static const char test_msg[] = "From: a@example.org\r\n"
-                               "Subject: hi\r\n"
-                               "\r\n"
-                               "body\r\n";
+			       "Subject: hi\r\n"
+			       "\r\n"
+			       "body\r\n";
 
 static void
 submit_one(struct spool *sp, char id[QUEUE_ID_LEN + 1], size_t nrcpt)
 {
 	static const char *const rcpt[] = {"x@example.org", "y@example.org",
-	                                   "z@example.org"};
+					   "z@example.org"};
 	char err[ERRLEN];
 
 	assert_true(nrcpt <= 3);
 	assert_int_equal(spool_submit(sp, "a@example.org", rcpt, nrcpt,
-	                              test_msg, strlen(test_msg), id, err,
-	                              sizeof(err)),
-	                 0);
+				      test_msg, strlen(test_msg), id, err,
+				      sizeof(err)),
+			 0);
 }
 
 /* ---- ids ------------------------------------------------------------ */
@@ -195,9 +195,9 @@ test_id_invalid(void **ctx)
 {
 	static const char *const bad[] = {
 	    "",
-	    "0123456789abcdef0123456",   /* 23 */
+	    "0123456789abcdef0123456",	 /* 23 */
 	    "0123456789abcdef012345678", /* 25 */
-	    "0123456789ABCDEF01234567",  /* upper case */
+	    "0123456789ABCDEF01234567",	 /* upper case */
 	    "0123456789abcdeg01234567",
 	    "0123456789abcdef0123456/",
 	    "../3456789abcdef01234567",
@@ -213,11 +213,11 @@ test_id_invalid(void **ctx)
 	}
 	assert_true(queue_id_valid("0123456789abcdef01234567"));
 	assert_string_equal(queue_msg_state_name(QUEUE_MSG_DEFERRED),
-	                    "deferred");
+			    "deferred");
 	assert_string_equal(queue_msg_state_name(QUEUE_MSG_HELD), "held");
 	assert_string_equal(queue_rcpt_state_name(QUEUE_RCPT_SENT), "sent");
 	assert_string_equal(queue_rcpt_state_name(QUEUE_RCPT_PENDING),
-	                    "pending");
+			    "pending");
 }
 
 /* ---- spool_open ----------------------------------------------------- */
@@ -226,7 +226,7 @@ static void
 test_spool_open(void **ctx)
 {
 	static const char *const subs[] = {"tmp", "new", "cur", "failed",
-	                                   "state"};
+					   "state"};
 	struct fixture *fx = *ctx;
 	struct spool *sp = NULL;
 	struct stat st;
@@ -283,8 +283,8 @@ test_submit_ok(void **ctx)
 	time_t now = time(NULL);
 
 	assert_int_equal(spool_submit(sp, "a@example.org", rcpt, 2, test_msg,
-	                              strlen(test_msg), id, fx->err, ERRLEN),
-	                 0);
+				      strlen(test_msg), id, fx->err, ERRLEN),
+			 0);
 	assert_true(queue_id_valid(id));
 	snprintf(p, sizeof(p), "%s/new/%s", fx->dir, id);
 	assert_int_equal(stat(p, &st), 0);
@@ -356,13 +356,13 @@ test_submit_bad_input(void **ctx)
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		fx->err[0] = '\0';
 		assert_int_equal(spool_submit(sp, t[i].sender, t[i].rcpt,
-		                              t[i].nrcpt, test_msg,
-		                              strlen(test_msg), id, fx->err,
-		                              ERRLEN),
-		                 -EINVAL);
+					      t[i].nrcpt, test_msg,
+					      strlen(test_msg), id, fx->err,
+					      ERRLEN),
+				 -EINVAL);
 		if (strstr(fx->err, t[i].want) == NULL)
 			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, fx->err,
-			         t[i].want);
+				 t[i].want);
 	}
 	assert_int_equal(dir_count(path_of(fx, "tmp")), 0);
 	assert_int_equal(dir_count(path_of(fx, "new")), 0);
@@ -382,9 +382,9 @@ test_submit_never_overwrites(void **ctx)
 	snprintf(p, sizeof(p), "%s/new/%s", fx->dir, id);
 	write_file(p, "precious", 8);
 	assert_int_equal(queue__spool_submit_id(sp, id, "a@b", rcpt, 1,
-	                                        test_msg, strlen(test_msg),
-	                                        fx->err, ERRLEN),
-	                 -EEXIST);
+						test_msg, strlen(test_msg),
+						fx->err, ERRLEN),
+			 -EEXIST);
 	assert_non_null(strstr(fx->err, id));
 	assert_non_null(strstr(fx->err, "File exists"));
 	fd = open(p, O_RDONLY);
@@ -412,8 +412,8 @@ test_submit_rename_fails(void **ctx)
 	assert_true(dup2(devnull, spool_dirfd(sp, QUEUE_DIR_NEW)) >= 0);
 	close(devnull);
 	assert_int_equal(spool_submit(sp, "a@b", rcpt, 1, test_msg,
-	                              strlen(test_msg), id, fx->err, ERRLEN),
-	                 -ENOTDIR);
+				      strlen(test_msg), id, fx->err, ERRLEN),
+			 -ENOTDIR);
 	assert_non_null(strstr(fx->err, "new/"));
 	assert_int_equal(dir_count(path_of(fx, "tmp")), 0);
 	assert_int_equal(dir_count(path_of(fx, "new")), 0);
@@ -435,7 +435,7 @@ test_submit_enospc(void **ctx)
 	assert_int_equal(mkdir(mnt, 0700), 0);
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=64k") < 0) {
 		fprintf(stderr, "# cannot mount tmpfs (%s): skipped\n",
-		        strerror(errno));
+			strerror(errno));
 		skip();
 	}
 	msg = malloc(big);
@@ -444,7 +444,7 @@ test_submit_enospc(void **ctx)
 	rc = spool_open(&sp, mnt, 1, fx->err, ERRLEN);
 	if (rc == 0)
 		rc = spool_submit(sp, "a@b", rcpt, 1, msg, big, id, fx->err,
-		                  ERRLEN);
+				  ERRLEN);
 	free(msg);
 	if (rc == -ENOSPC) {
 		snprintf(sub, sizeof(sub), "%s/tmp", mnt);
@@ -453,7 +453,7 @@ test_submit_enospc(void **ctx)
 		rc += dir_count(sub);
 		/* a small message still fits once the big one is gone */
 		if (rc == 0 && spool_submit(sp, "a@b", rcpt, 1, test_msg,
-		                            strlen(test_msg), id, NULL, 0) != 0)
+					    strlen(test_msg), id, NULL, 0) != 0)
 			rc = -1;
 	} else {
 		rc = 1000 - rc;
@@ -498,7 +498,7 @@ parse_check(const struct parse_case *c)
 	if (rc < 0) {
 		if (strstr(err, c->why) == NULL)
 			fail_msg("%s: \"%s\" lacks \"%s\"", c->name, err,
-			         c->why);
+				 c->why);
 		assert_null(env.rcpt);
 		assert_null(env.sender);
 		return;
@@ -604,7 +604,7 @@ test_parse_details(void **ctx)
 		assert_non_null(copy);
 		memcpy(copy, data, i);
 		assert_int_equal(spool_parse(copy, i, &env, &body, err, ERRLEN),
-		                 -EINVAL);
+				 -EINVAL);
 		free(copy);
 	}
 }
@@ -693,7 +693,7 @@ test_mark_and_reopen(void **ctx)
 	assert_int_equal(spool_file_mark(&f, 2, QUEUE_RCPT_FAILED), 0);
 	assert_int_equal(spool_file_mark(&f, 3, QUEUE_RCPT_SENT), -EINVAL);
 	assert_int_equal(spool_file_mark(&f, 1, (enum queue_rcpt_state)7),
-	                 -EINVAL);
+			 -EINVAL);
 	/* the shared mapping shows the marks at once */
 	assert_int_equal(f.data[f.env.rcpt[0].mark_off], 'D');
 	assert_int_equal(f.data[f.env.rcpt[1].mark_off], 'R');
@@ -775,14 +775,14 @@ test_move_remove_scan(void **ctx)
 	assert_int_equal(spool_move(sp, a, QUEUE_DIR_NEW, QUEUE_DIR_CUR), 0);
 	assert_int_equal(spool_move(sp, b, QUEUE_DIR_NEW, QUEUE_DIR_FAILED), 0);
 	assert_int_equal(spool_move(sp, a, QUEUE_DIR_NEW, QUEUE_DIR_CUR),
-	                 -ENOENT);
+			 -ENOENT);
 	assert_int_equal(spool_move(sp, "junk", QUEUE_DIR_NEW, QUEUE_DIR_CUR),
-	                 -EINVAL);
+			 -EINVAL);
 	/* a move never replaces a file */
 	snprintf(p, sizeof(p), "%s/cur/%s", fx->dir, c);
 	write_file(p, "other", 5);
 	assert_int_equal(spool_move(sp, c, QUEUE_DIR_NEW, QUEUE_DIR_CUR),
-	                 -EEXIST);
+			 -EEXIST);
 	assert_int_equal(spool_stat(sp, QUEUE_DIR_CUR, c, &size, NULL), 0);
 	assert_int_equal(size, 5);
 	assert_int_equal(spool_stat(sp, QUEUE_DIR_NEW, c, &size, &mtime), 0);
@@ -869,10 +869,10 @@ open_state(struct fixture *fx, int readonly)
 /* A message with n recipients; strings are static, not to be freed. */
 static void
 make_msg(struct queue_msg_info *m, struct queue_rcpt_info *r, size_t n,
-         const char *id, enum queue_msg_state s, int64_t next)
+	 const char *id, enum queue_msg_state s, int64_t next)
 {
 	static const char *const addr[] = {"x@example.org", "y@example.org",
-	                                   "z@example.org"};
+					   "z@example.org"};
 	size_t i;
 
 	memset(m, 0, sizeof(*m));
@@ -967,7 +967,7 @@ test_state_roundtrip(void **ctx)
 	assert_msg_equal(&got, &m2);
 	queue_msg_info_free(&got);
 	assert_int_equal(state_msg_get(t, "fedcba9876543210fedcba98", &got),
-	                 -ENOENT);
+			 -ENOENT);
 	assert_int_equal(state_msg_get(t, "nope", &got), -EINVAL);
 	assert_int_equal(state_msg_put(t, &m), -EROFS);
 	state_abort(t);
@@ -1126,7 +1126,7 @@ test_state_foreach_count_meta(void **ctx)
 		assert_int_equal(counts[i], 2);
 
 	assert_int_equal(state_meta_get(t, "rebuilt", buf, sizeof(buf)),
-	                 -ENOENT);
+			 -ENOENT);
 	assert_int_equal(state_meta_put(t, "rebuilt", "12345"), 0);
 	assert_int_equal(state_meta_get(t, "rebuilt", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "12345");
@@ -1135,7 +1135,7 @@ test_state_foreach_count_meta(void **ctx)
 	assert_string_equal(buf, "1234567");
 	assert_int_equal(state_meta_put(t, "rebuilt", "12345678"), 0);
 	assert_int_equal(state_meta_get(t, "rebuilt", buf, sizeof(buf)),
-	                 -ERANGE);
+			 -ERANGE);
 	assert_int_equal(state_meta_put(t, "", "x"), -EINVAL);
 	assert_int_equal(state_commit(t), 0);
 	state_close(st);
@@ -1161,8 +1161,8 @@ test_state_count_large(void **ctx)
 	for (i = 0; i < N; i++) {
 		snprintf(id, sizeof(id), "%024x", i);
 		make_msg(&m, r, 1, id,
-		         i % 10 == 0 ? QUEUE_MSG_FAILED : QUEUE_MSG_DEFERRED,
-		         1700000000 + i);
+			 i % 10 == 0 ? QUEUE_MSG_FAILED : QUEUE_MSG_DEFERRED,
+			 1700000000 + i);
 		assert_int_equal(state_msg_put(t, &m), 0);
 	}
 	assert_int_equal(state_commit(t), 0);
@@ -1197,19 +1197,19 @@ corrupt_and_check(struct fixture *fx, off_t keep, int garbage, const char *why)
 			junk[i] = (unsigned char)(i * 7 + 13);
 		for (i = 0; i < 4; i++)
 			assert_int_equal(write(fd, junk, sizeof(junk)),
-			                 (ssize_t)sizeof(junk));
+					 (ssize_t)sizeof(junk));
 	}
 	assert_int_equal(ftruncate(fd, keep), 0);
 	close(fd);
 
 	fx->err[0] = '\0';
 	assert_int_equal(state_open(&st, fx->dir, 0, fx->err, ERRLEN),
-	                 -EBADMSG);
+			 -EBADMSG);
 	assert_null(st);
 	assert_non_null(strstr(fx->err, "/state"));
 	assert_non_null(strstr(fx->err, why));
 	assert_int_equal(state_open(&st, fx->dir, 1, fx->err, ERRLEN),
-	                 -EBADMSG);
+			 -EBADMSG);
 
 	/* removing the state lets it start afresh */
 	assert_int_equal(state_remove(fx->dir), 0);
@@ -1361,8 +1361,8 @@ test_record_codec(void **ctx)
 			size_t off;
 			unsigned char val;
 		} t[] = {
-		    {0, 2},     /* version */
-		    {1, 5},     /* message state */
+		    {0, 2},	/* version */
+		    {1, 5},	/* message state */
 		    {30, 0x7f}, /* sender length far too big */
 		    {33, 0xff}, /* sender length past the end */
 		};
@@ -1371,7 +1371,7 @@ test_record_codec(void **ctx)
 			memcpy(copy, rec, len);
 			copy[t[j].off] = t[j].val;
 			assert_int_equal(queue__record_decode(copy, len, &got),
-			                 -EBADMSG);
+					 -EBADMSG);
 		}
 	}
 	/* a NUL inside a string */
@@ -1409,34 +1409,34 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_spool_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_ok, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_bad_input, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_never_overwrites, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_rename_fails, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_enospc, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test(test_parse_table),
 	    cmocka_unit_test(test_parse_details),
 	    cmocka_unit_test(test_parse_mutations),
 	    cmocka_unit_test_setup_teardown(test_file_open_errors, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_and_reopen, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_move_remove_scan, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_clean_tmp, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_roundtrip, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_state_due, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_foreach_count_meta,
-	                                    setup, teardown),
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_count_large, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_state_corrupt, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_state_map_growth, setup,
-	                                    teardown),
+					    teardown),
 	    cmocka_unit_test(test_record_codec),
 	};
 

@@ -29,19 +29,19 @@ struct conf_transport {
 	char *host;
 	unsigned port;
 	enum conf_tls tls;
-	char *ca_file;       /* NULL: the system store */
-	char *user;          /* NULL: no AUTH */
+	char *ca_file;	     /* NULL: the system store */
+	char *user;	     /* NULL: no AUTH */
 	char *password_file; /* read at each connection, never cached */
-	char *from;          /* envelope sender on this transport, or NULL */
-	char *helo;          /* EHLO name, NULL: the host name */
+	char *from;	     /* envelope sender on this transport, or NULL */
+	char *helo;	     /* EHLO name, NULL: the host name */
 	int64_t connect_timeout; /* seconds */
-	int64_t timeout;         /* seconds, every SMTP stage */
+	int64_t timeout;	 /* seconds, every SMTP stage */
 	/* reachability probe */
 	char *probe_url; /* NULL: no probe, health from connections only */
 	long probe_expect[CONF_MAX_EXPECT];
 	size_t probe_expect_count;
 	int64_t probe_interval; /* seconds */
-	int64_t probe_timeout;  /* seconds */
+	int64_t probe_timeout;	/* seconds */
 	/* maildir */
 	char *path;
 };

@@ -37,7 +37,12 @@
 #define QUEUE_REPLY_MAX 512
 #define QUEUE_ADDR_MAX 320
 
-enum queue_dir { QUEUE_DIR_TMP, QUEUE_DIR_NEW, QUEUE_DIR_CUR, QUEUE_DIR_FAILED };
+enum queue_dir {
+	QUEUE_DIR_TMP,
+	QUEUE_DIR_NEW,
+	QUEUE_DIR_CUR,
+	QUEUE_DIR_FAILED
+};
 
 enum queue_msg_state {
 	QUEUE_MSG_QUEUED,
@@ -167,8 +172,8 @@ struct queue_msg_info {
 	uint64_t size;
 	uint32_t attempts;
 	char *sender;
-	char *last_error;     /* or NULL */
-	char *transport;      /* last used, or NULL */
+	char *last_error; /* or NULL */
+	char *transport;  /* last used, or NULL */
 	struct queue_rcpt_info *rcpt;
 	size_t nrcpt;
 };
