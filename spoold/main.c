@@ -87,7 +87,7 @@ spool_lock(const char *dir, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/%s", dir, PID_FILE_NAME);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%.900s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -101,7 +101,7 @@ spool_lock(const char *dir, char *err, size_t errlen)
 	}
 	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%.900s: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -279,7 +279,7 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/new", spool_path(d->spool));
 	rc = uv_fs_event_start(&d->new_watch, on_new_file, path, 0);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot watch %s: %s", path,
+		snprintf(err, errlen, "cannot watch %.900s: %s", path,
 			 uv_strerror(rc));
 		return rc;
 	}

@@ -697,7 +697,16 @@ id_cmp(const void *a, const void *b)
 static int
 id_set_has(const struct id_set *s, const char *id)
 {
-	return bsearch(id, s->ids, s->n, sizeof(*s->ids), id_cmp) != NULL;
+	/* bsearch and qsort want a valid pointer even for no elements */
+	return s->n > 0 &&
+	       bsearch(id, s->ids, s->n, sizeof(*s->ids), id_cmp) != NULL;
+}
+
+static void
+id_set_sort(struct id_set *s)
+{
+	if (s->n > 0)
+		qsort(s->ids, s->n, sizeof(*s->ids), id_cmp);
 }
 
 static void
@@ -734,8 +743,8 @@ reconcile(struct daemon *d, struct state_txn *txn, size_t *rebuilt)
 		rc = state_foreach(txn, record_cb, &recs);
 	if (rc < 0)
 		goto out;
-	qsort(cur.ids, cur.n, sizeof(*cur.ids), id_cmp);
-	qsort(failed.ids, failed.n, sizeof(*failed.ids), id_cmp);
+	id_set_sort(&cur);
+	id_set_sort(&failed);
 	/* records are in id order already */
 	for (size_t i = 0; i < recs.n && rc >= 0; i++) {
 		const char *id = recs.ids[i];
@@ -772,8 +781,7 @@ reconcile(struct daemon *d, struct state_txn *txn, size_t *rebuilt)
 		struct queue_msg_info m;
 		char err[256];
 
-		if (bsearch(cur.ids[i], recs.ids, recs.n, sizeof(*recs.ids),
-			    id_cmp) != NULL)
+		if (id_set_has(&recs, cur.ids[i]))
 			continue;
 		rc = spool_file_open(d->spool, QUEUE_DIR_CUR, cur.ids[i], &f,
 				     err, sizeof(err));
@@ -794,8 +802,7 @@ reconcile(struct daemon *d, struct state_txn *txn, size_t *rebuilt)
 		(*rebuilt)++;
 	}
 	for (size_t i = 0; i < failed.n && rc >= 0; i++) {
-		if (bsearch(failed.ids[i], recs.ids, recs.n, sizeof(*recs.ids),
-			    id_cmp) != NULL)
+		if (id_set_has(&recs, failed.ids[i]))
 			continue;
 		rc = put_unreadable(txn, failed.ids[i],
 				    "failed (reason lost with the state)");
