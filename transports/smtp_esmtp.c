@@ -1,5 +1,6 @@
 /*
- * smtp_esmtp.c - the smtp transport on libESMTP.
+ * smtp_esmtp.c - the smtp transport's libESMTP engine: plain SMTP and
+ * STARTTLS, with AUTH PLAIN or LOGIN.
  *
  * One deliver() call is one SMTP session: every message of the batch goes
  * over the same connection (libESMTP pipelines them). libESMTP's own
@@ -36,20 +37,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* <openssl/ssl.h> first: it enables libESMTP's SSL_CTX prototype */
+#include <openssl/ssl.h>
+#include <auth-client.h>
 #include <libesmtp.h>
 
 #include "spool/util.h"
-#include "spool/transport.h"
+#include "smtp_int.h"
 #include "transport_int.h"
-
-struct smtp_transport {
-	struct transport base;
-	char *hostport; /* "host:port" for smtp_set_server */
-	char *helo;	/* NULL: libESMTP uses the host name */
-	char *from;	/* NULL: each message's own sender */
-	int64_t connect_timeout;
-	int64_t timeout;
-};
 
 /* ---- connect() and poll() interposition ------------------------------ */
 
@@ -153,11 +148,22 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
 
 /* ---- one session ------------------------------------------------------ */
 
+#define PASSWORD_MAX 1024
+
+struct smtp_session_state {
+	const struct smtp_transport *t;
+	int in_auth;	   /* the last command was AUTH or its follow-up */
+	int authenticated; /* the server answered 235 */
+	char password[PASSWORD_MAX];
+	char event[QUEUE_REPLY_MAX]; /* the reason the relay failed */
+};
+
 /* What the message callback reads: the message with CRLF line ends. */
 struct smtp_msg_src {
 	const char *data;
 	size_t len;
 	int sent;
+	struct smtp_session_state *st;
 };
 
 /* libESMTP calls this with len == NULL to rewind, then until it returns
@@ -166,10 +172,22 @@ static const char *
 smtp_msg_read(void **ctx, int *len, void *arg)
 {
 	struct smtp_msg_src *src = arg;
+	struct smtp_session_state *st = src->st;
 
 	(void)ctx;
 	if (len == NULL) {
 		src->sent = 0;
+		return NULL;
+	}
+	/* A server that skipped AUTH must not get the message: failing the
+	 * read makes libESMTP drop the connection before the final dot. */
+	if (st->t->user != NULL && !st->authenticated) {
+		if (st->event[0] == '\0')
+			snprintf(st->event, sizeof(st->event),
+				 "%s: AUTH configured but not performed "
+				 "(the server offers no usable mechanism)",
+				 st->t->hostport);
+		errno = EACCES;
 		return NULL;
 	}
 	if (src->sent) {
@@ -181,114 +199,94 @@ smtp_msg_read(void **ctx, int *len, void *arg)
 	return src->data;
 }
 
-struct smtp_session_state {
-	char event[128]; /* the last event that explains a failure */
-};
-
 static void
 smtp_event(smtp_session_t session, int event, void *arg, ...)
 {
 	struct smtp_session_state *st = arg;
+	const char *why = NULL;
 
 	(void)session;
 	switch (event) {
 	case SMTP_EV_EXTNA_STARTTLS:
-		str_copy(st->event, "the server does not offer STARTTLS",
-			 sizeof(st->event));
+		why = "the server does not offer STARTTLS";
 		break;
 	case SMTP_EV_INVALID_PEER_CERTIFICATE:
 	case SMTP_EV_NO_PEER_CERTIFICATE:
 	case SMTP_EV_WRONG_PEER_CERTIFICATE:
-		str_copy(st->event, "TLS: server certificate refused",
-			 sizeof(st->event));
+		/* the int *ok in the arguments stays 0: refused */
+		why = "the server certificate is refused";
 		break;
 	default:
-		break;
-	}
-}
-
-static int
-status_class(const smtp_status_t *s)
-{
-	return s != NULL ? s->code / 100 : 0;
-}
-
-/* "250 2.0.0 Ok: queued" from a libESMTP status. */
-static void
-status_text(char *buf, size_t len, const smtp_status_t *s)
-{
-	if (s == NULL || s->code == 0) {
-		buf[0] = '\0';
 		return;
 	}
-	if (s->text != NULL && s->text[0] != '\0')
-		snprintf(buf, len, "%d %s", s->code, s->text);
-	else
-		snprintf(buf, len, "%d", s->code);
+	snprintf(st->event, sizeof(st->event), "%s: %s", st->t->hostport, why);
 }
 
-/* The reason a session failed before or while talking to the relay. */
+/* Follows the AUTH exchange in the protocol stream (libESMTP reports
+ * neither success nor failure). Written data is never kept: it holds the
+ * credentials. */
 static void
-session_diag(const struct smtp_transport *t,
-	     const struct smtp_session_state *st, char *buf, size_t len)
+smtp_monitor(const char *buf, int len, int writing, void *arg)
 {
-	char why[256];
+	struct smtp_session_state *st = arg;
+	char line[256];
+	size_t n;
 
-	if (st->event[0] != '\0') {
-		snprintf(buf, len, "%s: %s", t->hostport, st->event);
+	if (writing) {
+		/* LOGIN's follow-up lines are base64 and stay in_auth */
+		if (len >= 5 && strncasecmp(buf, "AUTH ", 5) == 0)
+			st->in_auth = 1;
+		else if (len >= 5 && (strncasecmp(buf, "MAIL ", 5) == 0 ||
+				      strncasecmp(buf, "QUIT", 4) == 0))
+			st->in_auth = 0;
 		return;
 	}
-	smtp_strerror(smtp_errno(), why, sizeof(why));
-	snprintf(buf, len, "%s: %s", t->hostport, why);
+	if (!st->in_auth || st->authenticated || len < 4)
+		return;
+	if (strncmp(buf, "235", 3) == 0) {
+		st->authenticated = 1;
+		st->event[0] = '\0';
+	} else if (buf[0] == '4' || buf[0] == '5') {
+		n = (size_t)len < sizeof(line) - 1 ? (size_t)len
+						   : sizeof(line) - 1;
+		memcpy(line, buf, n);
+		line[n] = '\0';
+		line[strcspn(line, "\r\n")] = '\0';
+		snprintf(st->event, sizeof(st->event), "%s: AUTH refused: %s",
+			 st->t->hostport, line);
+	}
 }
 
-/* Judges one message's recipients; 1 if the relay itself failed. */
+/* Hands libESMTP's SASL plugins the user and the password, read from the
+ * file now so that a rotated token is used at the next connection. */
 static int
-judge_message(smtp_message_t m, smtp_recipient_t *rr, struct transport_msg *tm,
-	      const char *diag)
+smtp_interact(auth_client_request_t req, char **result, int fields, void *arg)
 {
-	const smtp_status_t *mail = smtp_reverse_path_status(m);
-	const smtp_status_t *data = smtp_message_transfer_status(m);
-	char reply[QUEUE_REPLY_MAX];
-	int relay_failed = 0;
+	struct smtp_session_state *st = arg;
+	char err[QUEUE_REPLY_MAX - 64];
 
-	if (status_class(mail) != 2) {
-		/* Nothing was sent. A 4xx, an AUTH demand or no reply at
-		 * all is the relay's fault; a 5xx to a sender is only this
-		 * message's, and still never fails a recipient. */
-		status_text(reply, sizeof(reply), mail);
-		if (mail == NULL || mail->code == 0 ||
-		    status_class(mail) == 4 || mail->code == 530)
-			relay_failed = 1;
-		for (size_t r = 0; r < tm->nrcpt; r++)
-			transport_set_reply(&tm->rcpt[r], DELIV_TEMPFAIL,
-					    mail != NULL ? mail->code : 0,
-					    reply[0] ? reply : diag);
-		return relay_failed;
+	if (st->password[0] == '\0' &&
+	    smtp_password_read(st->t, st->password, sizeof(st->password), err,
+			       sizeof(err)) < 0) {
+		snprintf(st->event, sizeof(st->event), "%s: %s",
+			 st->t->hostport, err);
+		return 0;
 	}
-	for (size_t r = 0; r < tm->nrcpt; r++) {
-		const smtp_status_t *rs = smtp_recipient_status(rr[r]);
-		const smtp_status_t *s = rs;
-		enum deliv_status st = DELIV_TEMPFAIL;
+	for (int i = 0; i < fields; i++) {
+		if (req[i].flags & AUTH_USER)
+			result[i] = st->t->user;
+		else if (req[i].flags & AUTH_PASS)
+			result[i] = st->password;
+		else
+			result[i] = (char *)"";
+	}
+	return 1;
+}
 
-		if (status_class(rs) == 5) {
-			st = DELIV_PERMFAIL;
-		} else if (status_class(rs) == 2) {
-			s = data;
-			if (status_class(data) == 2)
-				st = DELIV_OK;
-			else if (status_class(data) == 5)
-				st = DELIV_PERMFAIL;
-			else
-				relay_failed = 1;
-		} else if (rs == NULL || rs->code == 0) {
-			relay_failed = 1;
-		}
-		status_text(reply, sizeof(reply), s);
-		transport_set_reply(&tm->rcpt[r], st, s != NULL ? s->code : 0,
-				    reply[0] ? reply : diag);
-	}
-	return relay_failed;
+static void
+status_reply(struct smtp_reply *r, const smtp_status_t *s)
+{
+	smtp_reply_set(r, s != NULL ? s->code : 0, s != NULL ? s->text : NULL);
 }
 
 /* Fills one libESMTP message from a queued one. */
@@ -315,7 +313,7 @@ add_message(smtp_session_t s, const struct smtp_transport *t,
 
 static int
 session_setup(smtp_session_t s, const struct smtp_transport *t,
-	      struct smtp_session_state *st)
+	      struct smtp_session_state *st, auth_context_t *auth)
 {
 	static const int stages[] = {Timeout_GREETING, Timeout_ENVELOPE,
 				     Timeout_DATA, Timeout_TRANSFER,
@@ -324,13 +322,28 @@ session_setup(smtp_session_t s, const struct smtp_transport *t,
 
 	if (!smtp_set_server(s, t->hostport) ||
 	    !smtp_set_hostname(s, t->helo) ||
-	    !smtp_set_eventcb(s, smtp_event, st))
+	    !smtp_set_eventcb(s, smtp_event, st) ||
+	    !smtp_set_monitorcb(s, smtp_monitor, st, 0))
 		return -ENOMEM;
 	for (size_t i = 0; i < ARRAY_SIZE(stages); i++)
 		if (smtp_set_timeout(
 			s, stages[i] | Timeout_OVERRIDE_RFC2822_MINIMUM, ms) <
 		    0)
 			return -EINVAL;
+	/* Required, never "if offered": no plaintext fallback. */
+	if (t->tls == CONF_TLS_STARTTLS &&
+	    (!smtp_starttls_enable(s, Starttls_REQUIRED) ||
+	     !smtp_starttls_set_ctx(s, t->ssl_ctx)))
+		return -EINVAL;
+	if (t->user == NULL)
+		return 0;
+	if ((*auth = auth_create_context()) == NULL)
+		return -ENOMEM;
+	/* without the PLAIN flag libESMTP skips PLAIN and LOGIN silently */
+	if (!auth_set_mechanism_flags(*auth, AUTH_PLUGIN_PLAIN, 0) ||
+	    !auth_set_interact_cb(*auth, smtp_interact, st) ||
+	    !smtp_auth_set_context(s, *auth))
+		return -EINVAL;
 	return 0;
 }
 
@@ -339,6 +352,7 @@ struct smtp_batch {
 	struct smtp_msg_src *src;
 	smtp_message_t *msg;
 	smtp_recipient_t **rcpt;
+	struct smtp_result *res;
 	char **copies; /* CRLF copies of messages that needed them */
 	size_t n;
 };
@@ -349,33 +363,38 @@ batch_free(struct smtp_batch *b)
 	for (size_t i = 0; i < b->n; i++) {
 		if (b->rcpt != NULL)
 			free(b->rcpt[i]);
+		if (b->res != NULL)
+			free(b->res[i].rcpt);
 		if (b->copies != NULL)
 			free(b->copies[i]);
 	}
 	free(b->src);
 	free(b->msg);
 	free(b->rcpt);
+	free(b->res);
 	free(b->copies);
 }
 
 static int
-batch_init(struct smtp_batch *b, struct transport_msg *msgs, size_t n)
+batch_init(struct smtp_batch *b, struct transport_msg *msgs, size_t n,
+	   struct smtp_session_state *st)
 {
 	b->n = n;
 	b->src = calloc(n, sizeof(*b->src));
 	b->msg = calloc(n, sizeof(*b->msg));
 	b->rcpt = calloc(n, sizeof(*b->rcpt));
+	b->res = calloc(n, sizeof(*b->res));
 	b->copies = calloc(n, sizeof(*b->copies));
 	if (b->src == NULL || b->msg == NULL || b->rcpt == NULL ||
-	    b->copies == NULL)
+	    b->res == NULL || b->copies == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		size_t len;
+		size_t len, nr = msgs[i].nrcpt ? msgs[i].nrcpt : 1;
 		int rc;
 
-		b->rcpt[i] = calloc(msgs[i].nrcpt ? msgs[i].nrcpt : 1,
-				    sizeof(**b->rcpt));
-		if (b->rcpt[i] == NULL)
+		b->rcpt[i] = calloc(nr, sizeof(**b->rcpt));
+		b->res[i].rcpt = calloc(nr, sizeof(*b->res[i].rcpt));
+		if (b->rcpt[i] == NULL || b->res[i].rcpt == NULL)
 			return -ENOMEM;
 		/* libESMTP needs CRLF: with bare LF it misreads the header
 		 * and leaves lone dots unstuffed. */
@@ -385,30 +404,47 @@ batch_init(struct smtp_batch *b, struct transport_msg *msgs, size_t n)
 			return rc;
 		b->src[i].data = b->copies[i] ? b->copies[i] : msgs[i].data;
 		b->src[i].len = b->copies[i] ? len : msgs[i].len;
+		b->src[i].st = st;
 		if (b->src[i].len > INT_MAX)
 			return -EFBIG;
 	}
 	return 0;
 }
 
-static int
-smtp_deliver(struct transport *base, struct transport_msg *msgs, size_t n,
-	     struct transport_session *sess)
+/* Reads libESMTP's statuses into the engine-neutral result. */
+static void
+batch_collect(struct smtp_batch *b, struct transport_msg *msgs)
 {
-	struct smtp_transport *t = (struct smtp_transport *)base;
-	struct smtp_session_state st = {0};
+	for (size_t i = 0; i < b->n; i++) {
+		status_reply(&b->res[i].mail,
+			     smtp_reverse_path_status(b->msg[i]));
+		status_reply(&b->res[i].data,
+			     smtp_message_transfer_status(b->msg[i]));
+		for (size_t r = 0; r < msgs[i].nrcpt; r++)
+			status_reply(&b->res[i].rcpt[r],
+				     smtp_recipient_status(b->rcpt[i][r]));
+	}
+}
+
+int
+smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
+		   size_t n, struct transport_session *sess)
+{
+	struct smtp_session_state st = {.t = t};
 	struct smtp_batch b = {0};
+	auth_context_t auth = NULL;
 	smtp_session_t s = NULL;
+	char why[256];
 	int rc;
 
-	rc = batch_init(&b, msgs, n);
+	rc = batch_init(&b, msgs, n, &st);
 	if (rc < 0)
 		goto out;
 	if ((s = smtp_create_session()) == NULL) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = session_setup(s, t, &st)) < 0)
+	if ((rc = session_setup(s, t, &st, &auth)) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++)
 		if ((rc = add_message(s, t, &msgs[i], &b.src[i], b.rcpt[i],
@@ -416,19 +452,35 @@ smtp_deliver(struct transport *base, struct transport_msg *msgs, size_t n,
 			goto out;
 
 	session_connect_timeout = t->connect_timeout;
+	smtp_tls_expect_host(t->host);
+	smtp_tls_error_clear();
 	(void)smtp_start_session(s); /* its verdict means little */
+	smtp_tls_expect_host(NULL);
 	session_connect_timeout = 0;
 	session_fd = -1;
 
-	session_diag(t, &st, sess->diag, sizeof(sess->diag));
+	/* the most specific reason first */
+	smtp_strerror(smtp_errno(), why, sizeof(why));
+	if (smtp_tls_error()[0] != '\0')
+		snprintf(sess->diag, sizeof(sess->diag), "%s: TLS: %s",
+			 t->hostport, smtp_tls_error());
+	else if (st.event[0] != '\0')
+		str_copy(sess->diag, st.event, sizeof(sess->diag));
+	else
+		snprintf(sess->diag, sizeof(sess->diag), "%s: %s", t->hostport,
+			 why);
+	batch_collect(&b, msgs);
 	for (size_t i = 0; i < n; i++)
-		if (judge_message(b.msg[i], b.rcpt[i], &msgs[i], sess->diag))
+		if (smtp_judge(&b.res[i], &msgs[i], sess->diag))
 			sess->relay_failed = 1;
 	if (!sess->relay_failed)
 		sess->diag[0] = '\0';
 out:
 	if (s != NULL)
 		smtp_destroy_session(s);
+	if (auth != NULL)
+		auth_destroy_context(auth);
+	explicit_bzero(st.password, sizeof(st.password));
 	batch_free(&b);
 	if (rc < 0)
 		snprintf(sess->diag, sizeof(sess->diag),
@@ -437,60 +489,8 @@ out:
 	return rc;
 }
 
-/* ---- life cycle ------------------------------------------------------- */
-
-static void
-smtp_destroy(struct transport *base)
-{
-	struct smtp_transport *t = (struct smtp_transport *)base;
-
-	free(t->hostport);
-	free(t->helo);
-	free(t->from);
-	free(t);
-}
-
-static int
-smtp_create(struct transport **out, const struct conf_transport *cf, char *err,
-	    size_t errlen)
-{
-	struct smtp_transport *t;
-	int rc;
-
-	if (cf->tls != CONF_TLS_NONE || cf->user != NULL) {
-		snprintf(err, errlen,
-			 "transport %s: TLS and AUTH are not supported by "
-			 "this build",
-			 cf->name);
-		return -ENOTSUP;
-	}
-	if (cf->password_file != NULL &&
-	    (rc = transport_secret_check(cf->password_file, err, errlen)) < 0)
-		return rc;
-	if ((t = calloc(1, sizeof(*t))) == NULL)
-		goto nomem;
-	/* an IPv6 literal needs brackets only if it has a colon */
-	if (asprintf(&t->hostport, strchr(cf->host, ':') ? "[%s]:%u" : "%s:%u",
-		     cf->host, cf->port) < 0) {
-		t->hostport = NULL;
-		goto nomem;
-	}
-	if ((cf->helo && (t->helo = strdup(cf->helo)) == NULL) ||
-	    (cf->from && (t->from = strdup(cf->from)) == NULL))
-		goto nomem;
-	t->connect_timeout = cf->connect_timeout;
-	t->timeout = cf->timeout;
-	*out = &t->base;
-	return 0;
-nomem:
-	if (t != NULL)
-		smtp_destroy(&t->base);
-	snprintf(err, errlen, "transport %s: out of memory", cf->name);
-	return -ENOMEM;
-}
-
 int
-smtp_global_init(char *err, size_t errlen)
+smtp_esmtp_global_init(char *err, size_t errlen)
 {
 	pthread_once(&real_fns_once, real_fns_find);
 	if (real_connect == NULL || real_poll == NULL) {
@@ -498,12 +498,6 @@ smtp_global_init(char *err, size_t errlen)
 			 "cannot find the C library's connect() and poll()");
 		return -ENOSYS;
 	}
+	auth_client_init();
 	return 0;
 }
-
-const struct transport_ops transport_smtp_ops = {
-    .type = "smtp",
-    .create = smtp_create,
-    .deliver = smtp_deliver,
-    .destroy = smtp_destroy,
-};

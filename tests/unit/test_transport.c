@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "spool/transport.h"
 #include "spool/util.h"
 
@@ -37,6 +39,7 @@ struct script {
 	int drop_at_rcpt;   /* hang up when the first RCPT arrives */
 	const char *reject; /* "addr=reply" pairs separated by ';' */
 	const char *data_reply;
+	const char *auth_plain; /* offer AUTH PLAIN, expect this response */
 	/* filled by the server */
 	int connections;
 	int messages;
@@ -101,10 +104,30 @@ rcpt_reply(const struct script *sc, const char *line, char *out, size_t len)
 	}
 }
 
+/* AUTH PLAIN with the response on the line or after a 334. */
+static void
+auth_plain(const struct script *sc, int c, char *line, int *authenticated)
+{
+	char *resp = line + 10;
+
+	resp += strspn(resp, " ");
+	if (*resp == '\r' || *resp == '\n') {
+		say(c, "334 \r\n");
+		if (read_line(c, line, 2048) <= 0)
+			return;
+		resp = line;
+	}
+	resp[strcspn(resp, "\r\n")] = '\0';
+	*authenticated = strcmp(resp, sc->auth_plain) == 0;
+	say(c, *authenticated ? "235 2.7.0 Authentication successful\r\n"
+			      : "535 5.7.8 Authentication failed\r\n");
+}
+
 static void
 serve_one(struct script *sc, int c)
 {
 	char line[2048], reply[256];
+	int authenticated = 0;
 
 	sc->connections++;
 	if (sc->silent) {
@@ -115,10 +138,15 @@ serve_one(struct script *sc, int c)
 	say(c, "220 test ESMTP\r\n");
 	while (read_line(c, line, sizeof(line)) > 0) {
 		if (strncasecmp(line, "EHLO", 4) == 0) {
-			say(c,
-			    "250-test\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+			say(c, sc->auth_plain ? "250-test\r\n250-AUTH PLAIN\r\n"
+					      : "250-test\r\n");
+			say(c, "250-PIPELINING\r\n250 8BITMIME\r\n");
+		} else if (strncasecmp(line, "AUTH PLAIN", 10) == 0) {
+			auth_plain(sc, c, line, &authenticated);
 		} else if (strncasecmp(line, "MAIL", 4) == 0) {
-			say(c, "250 2.1.0 Ok\r\n");
+			say(c, sc->auth_plain && !authenticated
+				   ? "530 5.7.0 Authentication required\r\n"
+				   : "250 2.1.0 Ok\r\n");
 		} else if (strncasecmp(line, "RCPT", 4) == 0) {
 			if (sc->drop_at_rcpt)
 				return;
@@ -127,9 +155,14 @@ serve_one(struct script *sc, int c)
 		} else if (strncasecmp(line, "DATA", 4) == 0) {
 			say(c, "354 go ahead\r\n");
 			sc->data_len = 0;
-			while (read_line(c, line, sizeof(line)) > 0 &&
-			       strcmp(line, ".\r\n") != 0) {
-				size_t n = strlen(line);
+			for (;;) {
+				size_t n;
+
+				if (read_line(c, line, sizeof(line)) <= 0)
+					return; /* no dot: no message */
+				if (strcmp(line, ".\r\n") == 0)
+					break;
+				n = strlen(line);
 
 				if (sc->data_len + n < sizeof(sc->data)) {
 					memcpy(sc->data + sc->data_len, line,
@@ -207,6 +240,10 @@ server_stop(struct server *sv)
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/* When set, transports authenticate as test_user with this file. */
+static const char *test_password_file;
+static const char test_user[] = "no-reply@example.org";
+
 static struct transport *
 smtp_transport(unsigned port, int64_t timeout)
 {
@@ -222,6 +259,10 @@ smtp_transport(unsigned port, int64_t timeout)
 	cf.connect_timeout = timeout;
 	cf.timeout = timeout;
 	cf.helo = "client.test";
+	if (test_password_file != NULL) {
+		cf.user = (char *)test_user;
+		cf.password_file = (char *)test_password_file;
+	}
 	if (transport_create(&t, &cf, err, sizeof(err)) < 0)
 		fail_msg("transport_create: %s", err);
 	return t;
@@ -510,6 +551,7 @@ smtp_secret_mode_refused(void **state)
 	cf.type = CONF_TRANSPORT_SMTP;
 	cf.host = "127.0.0.1";
 	cf.port = 25;
+	cf.user = (char *)test_user;
 	cf.password_file = path;
 	assert_int_equal(transport_create(&t, &cf, err, sizeof(err)), -EPERM);
 	assert_null(t);
@@ -517,6 +559,117 @@ smtp_secret_mode_refused(void **state)
 	assert_int_equal(chmod(path, 0600), 0);
 	assert_int_equal(transport_create(&t, &cf, err, sizeof(err)), 0);
 	transport_destroy(t);
+	unlink(path);
+}
+
+/* ---- AUTH -------------------------------------------------------------- */
+
+/* What AUTH PLAIN sends for test_user and token. */
+static void
+plain_response(const char *token, char *out)
+{
+	unsigned char raw[256];
+	size_t ul = strlen(test_user), tl = strlen(token);
+
+	raw[0] = '\0';
+	memcpy(raw + 1, test_user, ul);
+	raw[1 + ul] = '\0';
+	memcpy(raw + 2 + ul, token, tl);
+	EVP_EncodeBlock((unsigned char *)out, raw, (int)(2 + ul + tl));
+}
+
+static void
+write_token(const char *path, const char *token)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fprintf(f, "%s\n", token);
+	fclose(f);
+	assert_int_equal(chmod(path, 0600), 0);
+}
+
+/* The token is read at each connection: a rotated one works at once. */
+static void
+smtp_auth_token_rotation(void **state)
+{
+	static const char *const to[] = {"x@example.org"};
+	char path[] = "/tmp/test_transport.token.XXXXXX", want[256];
+	struct script sc = {.auth_plain = want};
+	struct transport_rcpt r[1];
+	struct transport_msg m;
+	struct transport_session sess;
+
+	(void)state;
+	close(mkstemp(path));
+	test_password_file = path;
+	write_token(path, "first-token");
+	plain_response("first-token", want);
+	deliver_scripted(&sc, 5, &m, r, 1, to, 1, plain_msg,
+			 sizeof(plain_msg) - 1, &sess);
+	assert_false(sess.relay_failed);
+	assert_int_equal(r[0].status, DELIV_OK);
+	write_token(path, "second-token");
+	plain_response("second-token", want);
+	deliver_scripted(&sc, 5, &m, r, 1, to, 1, plain_msg,
+			 sizeof(plain_msg) - 1, &sess);
+	assert_int_equal(r[0].status, DELIV_OK);
+	assert_int_equal(sc.messages, 2);
+	test_password_file = NULL;
+	unlink(path);
+}
+
+/* A refused token fails the relay, never the message. */
+static void
+smtp_auth_refused(void **state)
+{
+	static const char *const to[] = {"x@example.org"};
+	char path[] = "/tmp/test_transport.token.XXXXXX", want[256];
+	struct script sc = {.auth_plain = want};
+	struct transport_rcpt r[1];
+	struct transport_msg m;
+	struct transport_session sess;
+
+	(void)state;
+	close(mkstemp(path));
+	test_password_file = path;
+	write_token(path, "stale-token");
+	plain_response("current-token", want);
+	deliver_scripted(&sc, 5, &m, r, 1, to, 1, plain_msg,
+			 sizeof(plain_msg) - 1, &sess);
+	assert_true(sess.relay_failed);
+	assert_int_equal(r[0].status, DELIV_TEMPFAIL);
+	assert_non_null(strstr(r[0].reply, "AUTH refused: 535"));
+	assert_null(strstr(r[0].reply, "stale-token"));
+	assert_int_equal(sc.messages, 0);
+	test_password_file = NULL;
+	unlink(path);
+}
+
+/* A server that offers no AUTH (and would take the mail) never gets the
+ * message when AUTH is configured: the session stops before the dot. */
+static void
+smtp_auth_not_offered(void **state)
+{
+	static const char *const to[] = {"x@example.org"};
+	char path[] = "/tmp/test_transport.token.XXXXXX";
+	struct script sc = {0};
+	struct transport_rcpt r[1];
+	struct transport_msg m;
+	struct transport_session sess;
+
+	(void)state;
+	close(mkstemp(path));
+	test_password_file = path;
+	write_token(path, "some-token");
+	deliver_scripted(&sc, 5, &m, r, 1, to, 1, plain_msg,
+			 sizeof(plain_msg) - 1, &sess);
+	assert_true(sess.relay_failed);
+	assert_int_equal(r[0].status, DELIV_TEMPFAIL);
+	if (strstr(r[0].reply, "AUTH configured but not") == NULL)
+		fail_msg("reply: %s", r[0].reply);
+	assert_int_equal(sc.messages, 0);
+	test_password_file = NULL;
 	unlink(path);
 }
 
@@ -617,6 +770,9 @@ main(void)
 	    cmocka_unit_test(smtp_connect_timeout),
 	    cmocka_unit_test(smtp_connection_refused),
 	    cmocka_unit_test(smtp_secret_mode_refused),
+	    cmocka_unit_test(smtp_auth_token_rotation),
+	    cmocka_unit_test(smtp_auth_refused),
+	    cmocka_unit_test(smtp_auth_not_offered),
 	    cmocka_unit_test(maildir_delivers_with_lf),
 	    cmocka_unit_test(maildir_unwritable_is_relay_failure),
 	};

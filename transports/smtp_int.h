@@ -1,0 +1,72 @@
+/*
+ * smtp_int.h - the smtp transport's parts: the transport itself (smtp.c)
+ * and its two engines, libESMTP for plain SMTP and STARTTLS
+ * (smtp_esmtp.c) and libcurl for implicit TLS (smtp_curl.c), which
+ * libESMTP cannot speak. Both engines report replies the same way and
+ * share one judgement, so a recipient's outcome does not depend on the
+ * engine.
+ */
+#ifndef SPOOL_SMTP_INT_H
+#define SPOOL_SMTP_INT_H
+
+#include <openssl/ssl.h>
+
+#include "spool/transport.h"
+
+struct smtp_transport {
+	struct transport base;
+	char *host;
+	unsigned port;
+	char *hostport; /* "host:port", "[v6]:port" for messages */
+	char *helo;	/* NULL: the host name */
+	char *from;	/* NULL: each message's own sender */
+	enum conf_tls tls;
+	char *ca_file;	     /* NULL: the system store */
+	char *user;	     /* NULL: no AUTH */
+	char *password_file; /* read at each connection */
+	int64_t connect_timeout;
+	int64_t timeout;
+	SSL_CTX *ssl_ctx; /* STARTTLS: verifying, capped at TLS 1.2 */
+};
+
+/* A server reply: code 0 when none came. */
+struct smtp_reply {
+	int code;
+	char text[QUEUE_REPLY_MAX]; /* "250 2.0.0 Ok", one line */
+};
+
+/* What one message's transaction came to, whichever engine ran it. */
+struct smtp_result {
+	struct smtp_reply mail;
+	struct smtp_reply *rcpt; /* one per pending recipient */
+	struct smtp_reply data;	 /* to DATA if refused, else to the dot */
+};
+
+/*
+ * Sets each recipient's outcome from res; diag explains a missing reply.
+ * Returns 1 when the relay itself failed (no reply, a 4xx to MAIL or
+ * DATA, an AUTH demand), else 0.
+ */
+int smtp_judge(const struct smtp_result *res, struct transport_msg *tm,
+	       const char *diag);
+
+void smtp_reply_set(struct smtp_reply *r, int code, const char *text);
+
+/* Reads the password (the Mailu token) now: 0, or -errno with a reason
+ * in err that never contains the secret. */
+int smtp_password_read(const struct smtp_transport *t, char *buf, size_t len,
+		       char *err, size_t errlen);
+
+/* Host name check for a server certificate, used by the STARTTLS
+ * verification callback on the thread running the session. */
+void smtp_tls_expect_host(const char *host);
+const char *smtp_tls_error(void);
+void smtp_tls_error_clear(void);
+
+int smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
+		       size_t n, struct transport_session *sess);
+int smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
+		      size_t n, struct transport_session *sess);
+int smtp_esmtp_global_init(char *err, size_t errlen);
+
+#endif
