@@ -5,7 +5,10 @@
 #ifndef SPOOLCTL_H
 #define SPOOLCTL_H
 
+#include <stddef.h>
+
 #include "spool/conf.h"
+#include "spool/queue.h"
 
 /* Loads the configuration, printing one line on stderr on error. */
 int ctl_conf_load(struct conf *cf, const char *conf_path);
@@ -14,6 +17,19 @@ void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern const char *ctl_progname;
 
 int cmd_submit(const char *conf_path, int argc, char **argv);
+
+/* Submission pieces shared by submit and sendmail (submit.c); each
+ * returns a sysexits code after one line on stderr. */
+struct msg_submit_opts;
+struct msg_prepared;
+/* Reads the message on stdin as msg_prepare wants it; dot_ends: a lone
+ * "." line ends it (sendmail without -i). */
+int submit_raw(const struct conf *cf, const struct msg_submit_opts *o,
+	       int dot_ends, const char *const *rcpt, size_t nrcpt,
+	       struct msg_prepared *p);
+/* Writes the message into the spool; id gets its queue id. */
+int submit_spool(const struct conf *cf, const struct msg_prepared *p,
+		 char id[QUEUE_ID_LEN + 1]);
 int cmd_sendmail(int argc, char **argv);
 int cmd_list(const char *conf_path, int argc, char **argv);
 int cmd_show(const char *conf_path, int argc, char **argv);
