@@ -107,7 +107,7 @@ queue_id_new(char out[QUEUE_ID_LEN + 1])
 {
 	unsigned char rnd[ID_RAND_BYTES];
 	size_t got = 0;
-	int64_t us;
+	int64_t us = 0;
 	int rc, i;
 
 	rc = id_time_next(&us);
