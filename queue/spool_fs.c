@@ -36,14 +36,21 @@
 #endif
 
 #define SPOOL_MAGIC "SPOOLD 1"
-#define SPOOL_NDIRS 4
+#define SPOOL_NDIRS 5
 
 static const char *const spool_dir_names[SPOOL_NDIRS] = {
-    [QUEUE_DIR_TMP] = "tmp",
-    [QUEUE_DIR_NEW] = "new",
-    [QUEUE_DIR_CUR] = "cur",
-    [QUEUE_DIR_FAILED] = "failed",
+    [QUEUE_DIR_TMP] = "tmp",   [QUEUE_DIR_NEW] = "new",
+    [QUEUE_DIR_CUR] = "cur",   [QUEUE_DIR_FAILED] = "failed",
+    [QUEUE_DIR_HOLD] = "hold",
 };
+
+/* The drop folders are sticky and writable by all; the rest private. */
+static const mode_t spool_dir_modes[SPOOL_NDIRS + 1] = {
+    [QUEUE_DIR_TMP] = 01733, [QUEUE_DIR_NEW] = 01733,
+    [QUEUE_DIR_CUR] = 0700,  [QUEUE_DIR_FAILED] = 0700,
+    [QUEUE_DIR_HOLD] = 0700, [SPOOL_NDIRS] = 0700, /* state/ */
+};
+#define SPOOL_ROOT_MODE 0711
 
 struct spool {
 	char *path;
@@ -124,6 +131,29 @@ out:
 	return rc;
 }
 
+/* The umask only takes bits away; the owner makes the mode exact. */
+static void
+spool_fix_mode(int dfd, const char *name, mode_t mode)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+	    (st.st_mode & 07777) != mode)
+		(void)fchmodat(dfd, name, mode, 0);
+}
+
+/* A folder this process may not read is opened for path operations. */
+static int
+spool_open_dir(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 && errno == EACCES)
+		fd = openat(dfd, name, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return fd;
+}
+
 int
 spool_open(struct spool **out, const char *dir, int create, char *err,
 	   size_t errlen)
@@ -151,14 +181,15 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		goto fail;
 	}
 	if (create) {
-		rc = spool_mkdir_p(dir, 0700);
+		rc = spool_mkdir_p(dir, SPOOL_ROOT_MODE);
 		if (rc < 0) {
 			spool_err(err, errlen, "spool: create %s: %s", dir,
 				  strerror(-rc));
 			goto fail;
 		}
+		spool_fix_mode(AT_FDCWD, dir, SPOOL_ROOT_MODE);
 	}
-	sp->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	sp->dfd = spool_open_dir(AT_FDCWD, dir);
 	if (sp->dfd < 0) {
 		rc = -errno;
 		spool_err(err, errlen, "spool: open %s: %s", dir,
@@ -170,17 +201,18 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		const char *name =
 		    i < SPOOL_NDIRS ? spool_dir_names[i] : "state";
 
-		if (create && mkdirat(sp->dfd, name, 0700) < 0 &&
+		if (create && mkdirat(sp->dfd, name, spool_dir_modes[i]) < 0 &&
 		    errno != EEXIST) {
 			rc = spool_errno(errno);
 			spool_err(err, errlen, "spool: create %s/%s: %s", dir,
 				  name, strerror(-rc));
 			goto fail;
 		}
+		if (create)
+			spool_fix_mode(sp->dfd, name, spool_dir_modes[i]);
 		if (i == SPOOL_NDIRS)
 			break;
-		sp->sub[i] =
-		    openat(sp->dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		sp->sub[i] = spool_open_dir(sp->dfd, name);
 		if (sp->sub[i] < 0) {
 			rc = -errno;
 			spool_err(err, errlen, "spool: open %s/%s: %s", dir,
@@ -188,8 +220,9 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 			goto fail;
 		}
 	}
-	/* make freshly created folders survive a crash */
-	if (create && fsync(sp->dfd) < 0) {
+	/* make freshly created folders survive a crash (a submitter that
+	 * may not read the spool relies on its owner having done so) */
+	if (create && fsync(sp->dfd) < 0 && errno != EBADF) {
 		rc = spool_errno(errno);
 		spool_err(err, errlen, "spool: fsync %s: %s", dir,
 			  strerror(-rc));
@@ -542,6 +575,29 @@ spool_envelope_format(const char *id, const char *sender,
 	return buf;
 }
 
+/*
+ * Makes the entry id of folder dfd durable. A submitter that may not read
+ * new/ cannot open it to fsync it; it syncs the file system holding its
+ * own file instead, which is slower but as durable.
+ */
+static int
+spool_sync_entry(int dfd, const char *id)
+{
+	int fd, rc = 0;
+
+	if (fsync(dfd) == 0)
+		return 0;
+	if (errno != EBADF)
+		return spool_errno(errno);
+	fd = openat(dfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return spool_errno(errno);
+	if (syncfs(fd) < 0)
+		rc = spool_errno(errno);
+	close(fd);
+	return rc;
+}
+
 int
 queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		       const char *const *rcpt, size_t nrcpt, const char *msg,
@@ -629,10 +685,8 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	if (rc < 0)
 		goto fail;
 	in_new = 1;
-	if (fsync(ndfd) < 0) {
-		rc = spool_errno(errno);
+	if ((rc = spool_sync_entry(ndfd, id)) < 0)
 		goto fail;
-	}
 	free(head);
 	return 0;
 fail:

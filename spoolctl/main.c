@@ -206,6 +206,12 @@ view_load(struct queue_view *v, const struct conf *cf)
 			spool_close(sp);
 			return EX_IOERR;
 		}
+	} else if (rc == -EACCES || rc == -EPERM) {
+		ctl_error("permission denied: only root and the owner of %s "
+			  "may inspect the queue",
+			  cf->spool_dir);
+		spool_close(sp);
+		return EX_NOPERM;
 	} else if (rc != -ENOENT) {
 		/* the spool is still the truth: list what new/ holds */
 		ctl_error("warning: state unreadable (%s)", err);
@@ -589,6 +595,10 @@ static const struct {
     {"status", cmd_status, "status [--json]"},
     {"check", cmd_check, "check [--max-age DURATION]"},
     {"probe", cmd_probe, "probe"},
+    {"hold", cmd_hold, "hold ID... (- reads ids from stdin)"},
+    {"release", cmd_release, "release ID..."},
+    {"delete", cmd_delete, "delete ID..."},
+    {"requeue", cmd_requeue, "requeue ID..."},
 };
 
 static void

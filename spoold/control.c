@@ -101,10 +101,33 @@ ctl_may_change(struct ctl_conn *c)
 	return 0;
 }
 
+/* HOLD, RELEASE, DELETE and REQUEUE: the operator actions. */
+static int
+ctl_action(const char *word, enum queue_action *out)
+{
+	static const struct {
+		const char *word;
+		enum queue_action action;
+	} actions[] = {
+	    {"HOLD", QUEUE_HOLD},
+	    {"RELEASE", QUEUE_RELEASE},
+	    {"DELETE", QUEUE_DELETE},
+	    {"REQUEUE", QUEUE_REQUEUE},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(actions); i++)
+		if (strcmp(word, actions[i].word) == 0) {
+			*out = actions[i].action;
+			return 1;
+		}
+	return 0;
+}
+
 static void
 ctl_handle(struct ctl_conn *c, char *line)
 {
 	char *words[256], *save = NULL, err[256] = "";
+	enum queue_action action;
 	size_t n = 0;
 	int rc;
 
@@ -142,6 +165,27 @@ ctl_handle(struct ctl_conn *c, char *line)
 			ctl_reply(c, "ERR %s\n", err);
 		else
 			ctl_reply(c, "OK %d\n", rc);
+		return;
+	}
+	if (ctl_action(words[0], &action)) {
+		struct sched_act_result res;
+
+		if (!ctl_may_change(c)) {
+			ctl_reply(c, "ERR permission denied: only root and "
+				     "the spool's owner change the queue\n");
+			return;
+		}
+		for (size_t i = 1; i < n; i++)
+			if (!queue_id_valid(words[i])) {
+				ctl_reply(c, "ERR %s: not a queue id\n",
+					  words[i]);
+				return;
+			}
+		if (sched_act(c->d, action, words + 1, n - 1, &res) < 0)
+			ctl_reply(c, "ERR %s\n", res.err);
+		else
+			ctl_reply(c, "OK %zu %zu %d %s\n", res.done, res.failed,
+				  -res.first_rc, res.err);
 		return;
 	}
 	if (strcmp(words[0], "PROBE") == 0) {

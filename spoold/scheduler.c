@@ -630,6 +630,62 @@ sched_job_done(struct daemon *d, struct job *job)
 
 /* ---- flush --------------------------------------------------------- */
 
+void
+sched_pickup_now(struct daemon *d)
+{
+	d->rescan_new = 1;
+	pickup_cb(&d->pickup_timer);
+}
+
+int
+sched_act(struct daemon *d, enum queue_action a, char **ids, size_t n,
+	  struct sched_act_result *res)
+{
+	struct state_txn *txn;
+	int rc;
+
+	/* a message still in new/ gets its record first, so that what is
+	 * done to it is recorded */
+	sched_pickup_now(d);
+	memset(res, 0, sizeof(*res));
+	rc = state_begin(d->state, 1, &txn);
+	if (rc < 0) {
+		snprintf(res->err, sizeof(res->err), "state: %s",
+			 strerror(-rc));
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char err[sizeof(res->err)];
+
+		rc = queue_act(d->spool, txn, a, ids[i], now_s(), err,
+			       sizeof(err));
+		if (rc == 0) {
+			res->done++;
+			log_info("id=%s %s by operator", ids[i],
+				 queue_action_name(a));
+			continue;
+		}
+		if (res->failed++ == 0) {
+			res->first_rc = rc;
+			str_copy(res->err, err, sizeof(res->err));
+		}
+		/* a failed file operation may have left the state half
+		 * written for this id; give up on the rest */
+		if (rc != -ENOENT && rc != -EBUSY && rc != -EINVAL)
+			break;
+	}
+	rc = state_commit(txn);
+	if (rc < 0) {
+		snprintf(res->err, sizeof(res->err), "state: %s",
+			 strerror(-rc));
+		return rc;
+	}
+	uv_timer_stop(&d->due_timer);
+	d->due_armed = 0;
+	sched_run(d);
+	return 0;
+}
+
 int
 sched_flush(struct daemon *d, char **ids, size_t n, char *err, size_t errlen)
 {
@@ -728,15 +784,72 @@ record_cb(const struct queue_msg_info *m, void *arg)
 	return id_set_add(arg, m->id, m->state);
 }
 
-/* Makes LMDB agree with the spool: records for files it lacks, none for
- * files that are gone, and nothing left "delivering" by a crash. */
+/* Records, in state st, the messages of folder d that have none. */
+static int
+rebuild_missing(struct daemon *d, struct state_txn *txn, enum queue_dir dir,
+		const struct id_set *files, const struct id_set *recs,
+		enum queue_msg_state st, size_t *rebuilt)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < files->n && rc >= 0; i++) {
+		const char *id = files->ids[i];
+		struct spool_file f;
+		struct queue_msg_info m;
+		char err[256];
+
+		if (id_set_has(recs, id))
+			continue;
+		rc = spool_file_open(d->spool, dir, id, &f, err, sizeof(err));
+		if (rc < 0) {
+			log_err("id=%s unreadable spool file: %s", id, err);
+			rc = spool_move(d->spool, id, dir, QUEUE_DIR_FAILED);
+			if (rc == 0)
+				rc = put_unreadable(txn, id, err);
+			continue;
+		}
+		rc = record_from_file(&m, &f, st,
+				      st == QUEUE_MSG_HELD ? 0 : now_s());
+		spool_file_close(&f);
+		if (rc == 0)
+			rc = state_msg_put(txn, &m);
+		queue_msg_info_free(&m);
+		(*rebuilt)++;
+	}
+	return rc;
+}
+
+/* Sets the record of id to state st if it is in another one. */
+static int
+record_set_state(struct state_txn *txn, const char *id, enum queue_msg_state st)
+{
+	struct queue_msg_info m;
+	int rc = state_msg_get(txn, id, &m);
+
+	if (rc < 0)
+		return rc;
+	m.state = st;
+	m.next_attempt = st == QUEUE_MSG_QUEUED ? now_s() : 0;
+	rc = state_msg_put(txn, &m);
+	queue_msg_info_free(&m);
+	return rc;
+}
+
+/*
+ * Makes LMDB agree with the spool, whose folders say what a message is:
+ * cur/ queued (nothing stays "delivering" after a crash), hold/ held,
+ * failed/ failed. Records come for files that lack one and go for files
+ * that are gone.
+ */
 static int
 reconcile(struct daemon *d, struct state_txn *txn, size_t *rebuilt)
 {
-	struct id_set cur = {0}, failed = {0}, recs = {0};
+	struct id_set cur = {0}, held = {0}, failed = {0}, recs = {0};
 	int rc;
 
 	rc = spool_scan(d->spool, QUEUE_DIR_CUR, scan_cb, &cur);
+	if (rc == 0)
+		rc = spool_scan(d->spool, QUEUE_DIR_HOLD, scan_cb, &held);
 	if (rc == 0)
 		rc = spool_scan(d->spool, QUEUE_DIR_FAILED, scan_cb, &failed);
 	if (rc == 0)
@@ -744,63 +857,35 @@ reconcile(struct daemon *d, struct state_txn *txn, size_t *rebuilt)
 	if (rc < 0)
 		goto out;
 	id_set_sort(&cur);
+	id_set_sort(&held);
 	id_set_sort(&failed);
 	/* records are in id order already */
 	for (size_t i = 0; i < recs.n && rc >= 0; i++) {
 		const char *id = recs.ids[i];
-		struct queue_msg_info m;
+		enum queue_msg_state st = recs.state[i];
 
 		if (id_set_has(&cur, id)) {
-			if (recs.state[i] != QUEUE_MSG_DELIVERING &&
-			    recs.state[i] != QUEUE_MSG_FAILED)
-				continue;
-			/* in flight when the daemon died, or requeued */
-			rc = state_msg_get(txn, id, &m);
-			if (rc < 0)
-				break;
-			m.state = QUEUE_MSG_QUEUED;
-			m.next_attempt = now_s();
-			rc = state_msg_put(txn, &m);
-			queue_msg_info_free(&m);
+			if (st == QUEUE_MSG_DELIVERING ||
+			    st == QUEUE_MSG_FAILED || st == QUEUE_MSG_HELD)
+				rc =
+				    record_set_state(txn, id, QUEUE_MSG_QUEUED);
+		} else if (id_set_has(&held, id)) {
+			if (st != QUEUE_MSG_HELD)
+				rc = record_set_state(txn, id, QUEUE_MSG_HELD);
 		} else if (id_set_has(&failed, id)) {
-			if (recs.state[i] == QUEUE_MSG_FAILED)
-				continue;
-			rc = state_msg_get(txn, id, &m);
-			if (rc < 0)
-				break;
-			m.state = QUEUE_MSG_FAILED;
-			m.next_attempt = 0;
-			rc = state_msg_put(txn, &m);
-			queue_msg_info_free(&m);
+			if (st != QUEUE_MSG_FAILED)
+				rc =
+				    record_set_state(txn, id, QUEUE_MSG_FAILED);
 		} else {
 			rc = state_msg_del(txn, id);
 		}
 	}
-	for (size_t i = 0; i < cur.n && rc >= 0; i++) {
-		struct spool_file f;
-		struct queue_msg_info m;
-		char err[256];
-
-		if (id_set_has(&recs, cur.ids[i]))
-			continue;
-		rc = spool_file_open(d->spool, QUEUE_DIR_CUR, cur.ids[i], &f,
-				     err, sizeof(err));
-		if (rc < 0) {
-			log_err("id=%s unreadable spool file: %s", cur.ids[i],
-				err);
-			rc = spool_move(d->spool, cur.ids[i], QUEUE_DIR_CUR,
-					QUEUE_DIR_FAILED);
-			if (rc == 0)
-				rc = put_unreadable(txn, cur.ids[i], err);
-			continue;
-		}
-		rc = record_from_file(&m, &f, QUEUE_MSG_QUEUED, now_s());
-		spool_file_close(&f);
-		if (rc == 0)
-			rc = state_msg_put(txn, &m);
-		queue_msg_info_free(&m);
-		(*rebuilt)++;
-	}
+	if (rc >= 0)
+		rc = rebuild_missing(d, txn, QUEUE_DIR_CUR, &cur, &recs,
+				     QUEUE_MSG_QUEUED, rebuilt);
+	if (rc >= 0)
+		rc = rebuild_missing(d, txn, QUEUE_DIR_HOLD, &held, &recs,
+				     QUEUE_MSG_HELD, rebuilt);
 	for (size_t i = 0; i < failed.n && rc >= 0; i++) {
 		if (id_set_has(&recs, failed.ids[i]))
 			continue;
@@ -810,6 +895,7 @@ reconcile(struct daemon *d, struct state_txn *txn, size_t *rebuilt)
 	}
 out:
 	id_set_free(&cur);
+	id_set_free(&held);
 	id_set_free(&failed);
 	id_set_free(&recs);
 	return rc;

@@ -96,6 +96,18 @@ struct daemon {
 int sched_start(struct daemon *d, char *err, size_t errlen);
 void sched_pickup_soon(struct daemon *d, const char *name);
 void sched_run(struct daemon *d);
+/* Picks up what new/ holds now, on the loop thread. */
+void sched_pickup_now(struct daemon *d);
+
+struct sched_act_result {
+	size_t done, failed;
+	int first_rc;  /* of the first failure */
+	char err[512]; /* its reason */
+};
+/* Applies an operator action to ids; per-id failures go into res.
+ * Returns -errno only when the state cannot be written at all. */
+int sched_act(struct daemon *d, enum queue_action a, char **ids, size_t n,
+	      struct sched_act_result *res);
 void sched_job_done(struct daemon *d, struct job *job);
 int sched_flush(struct daemon *d, char **ids, size_t n, char *err,
 		size_t errlen);

@@ -41,7 +41,8 @@ enum queue_dir {
 	QUEUE_DIR_TMP,
 	QUEUE_DIR_NEW,
 	QUEUE_DIR_CUR,
-	QUEUE_DIR_FAILED
+	QUEUE_DIR_FAILED,
+	QUEUE_DIR_HOLD
 };
 
 enum queue_msg_state {
@@ -73,8 +74,15 @@ int64_t queue_id_time_us(const char *id);
 
 struct spool; /* open directory handles; thread-safe for distinct ids */
 
-/* Opens dir; with create, makes dir and its subfolders (mode 0700 for
- * the spool, files 0600). */
+/*
+ * Opens dir; with create, makes dir and its subfolders and, when this
+ * process owns them, sets their modes: anyone may submit, no one else may
+ * read. The spool is 0711; tmp/ and new/ are 1733 (sticky: writable by
+ * all, listable by none, a file removable only by its owner); cur/,
+ * failed/, hold/ and state/ are 0700; files are 0600. A folder this
+ * process may not read is still opened (O_PATH) for what it may do there,
+ * so an unprivileged submitter can write tmp/ and rename into new/.
+ */
 int spool_open(struct spool **out, const char *dir, int create, char *err,
 	       size_t errlen);
 void spool_close(struct spool *sp); /* NULL is a no-op */
@@ -239,6 +247,23 @@ int state_count(struct state_txn *txn, uint64_t counts[5]);
  */
 int state_flush(struct state_txn *txn, const char *const *ids, size_t n,
 		int64_t now, size_t *count, char *err, size_t errlen);
+
+/* What an operator does to a message. */
+enum queue_action { QUEUE_HOLD, QUEUE_RELEASE, QUEUE_DELETE, QUEUE_REQUEUE };
+const char *queue_action_name(enum queue_action a);
+
+/*
+ * Applies an operator action to id: the spool file first (hold: into
+ * hold/, release: back to cur/, delete: removed, requeue: failed
+ * recipients pending again and back to cur/, due at now and aged from
+ * now), then its record in txn when it has one. Errors, with err: -ENOENT
+ * no such message, -EBUSY being delivered (try again), -EINVAL the action
+ * does not apply (release of a message not held, ...). Only one process
+ * may act at a time: the daemon on its loop thread, or spoolctl holding
+ * the spool lock while no daemon runs.
+ */
+int queue_act(struct spool *sp, struct state_txn *txn, enum queue_action a,
+	      const char *id, int64_t now, char *err, size_t errlen);
 
 /* Small key/value store for daemon metadata (e.g. "rebuilt"). Values are
  * copied into buf (NUL-terminated); -ENOENT if absent, -ERANGE if buf is
