@@ -98,7 +98,7 @@ health_conf(const struct health *h)
 	return conf_transport_find(&h->d->gen->cf, h->name);
 }
 
-static void health_probe_now(struct health *h);
+static void health_timer_cb(uv_timer_t *t);
 
 /* Callers of health_probe_all waiting for the round to end. */
 struct probe_waiter {
@@ -141,7 +141,7 @@ health_on_probe(void *arg, const struct probe_result *r)
 	health_changed(h);
 	ct = health_conf(h);
 	if (ct != NULL && ct->probe_url != NULL)
-		uv_timer_start(&h->timer, (uv_timer_cb)health_probe_now,
+		uv_timer_start(&h->timer, health_timer_cb,
 			       (uint64_t)ct->probe_interval * 1000, 0);
 	health_round_check(h->d);
 	if (r->ok)
