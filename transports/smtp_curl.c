@@ -193,7 +193,7 @@ easy_setup(CURL *c, const struct smtp_transport *t, const char *password,
 /* One message over the handle's connection: 0, or -errno locally. */
 static int
 send_one(CURL *c, struct curl_xfer *x, struct transport_msg *tm,
-	 const char *sender, char *errbuf)
+	 const char *sender, char *errbuf, CURLcode *result)
 {
 	struct curl_slist *rcpt = rcpt_list(tm);
 	char from[QUEUE_REPLY_MAX];
@@ -220,8 +220,10 @@ send_one(CURL *c, struct curl_xfer *x, struct transport_msg *tm,
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
 				      (curl_off_t)x->len);
+	/* the replies come from the trace; the result only explains a
+	 * session that broke off */
 	if (rc == CURLE_OK)
-		(void)curl_easy_perform(c); /* replies come from the trace */
+		*result = curl_easy_perform(c);
 	curl_slist_free_all(rcpt);
 	free(copy);
 	return rc == CURLE_OK ? 0 : -EINVAL;
@@ -234,6 +236,7 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 	char password[1024] = "", errbuf[CURL_ERROR_SIZE], err[256];
 	struct curl_xfer x = {.t = t};
 	struct smtp_result res = {0};
+	CURLcode result = CURLE_OK;
 	CURL *c = NULL;
 	size_t maxrcpt = 1, i;
 	int rc = 0;
@@ -262,11 +265,13 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 		memset(res.rcpt, 0, maxrcpt * sizeof(*res.rcpt));
 		memset(&res.mail, 0, sizeof(res.mail));
 		memset(&res.data, 0, sizeof(res.data));
-		if ((rc = send_one(c, &x, &msgs[i], sender, errbuf)) < 0)
+		if ((rc = send_one(c, &x, &msgs[i], sender, errbuf, &result)) <
+		    0)
 			goto out;
 		if (x.auth_error[0] != '\0')
 			str_copy(sess->diag, x.auth_error, sizeof(sess->diag));
-		else if (t->user != NULL && !x.authenticated)
+		else if (result == CURLE_ABORTED_BY_CALLBACK &&
+			 t->user != NULL && !x.authenticated)
 			snprintf(sess->diag, sizeof(sess->diag),
 				 "%s: AUTH configured but not performed "
 				 "(the server offers no usable mechanism)",
