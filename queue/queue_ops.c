@@ -232,3 +232,35 @@ out:
 		queue_msg_info_free(&m);
 	return rc;
 }
+
+int
+queue_msg_add_attempt(struct queue_msg_info *m, int64_t at,
+		      const char *transport, const char *result)
+{
+	struct queue_attempt a = {.at = at};
+
+	a.transport = strdup(transport != NULL ? transport : "");
+	a.result = strdup(result != NULL ? result : "");
+	if (a.transport == NULL || a.result == NULL)
+		goto nomem;
+	if (m->nhistory == QUEUE_HISTORY_MAX) {
+		free(m->history[0].transport);
+		free(m->history[0].result);
+		memmove(m->history, m->history + 1,
+			(m->nhistory - 1) * sizeof(*m->history));
+		m->nhistory--;
+	} else {
+		struct queue_attempt *h = realloc(
+		    m->history, (m->nhistory + 1) * sizeof(*m->history));
+
+		if (h == NULL)
+			goto nomem;
+		m->history = h;
+	}
+	m->history[m->nhistory++] = a;
+	return 0;
+nomem:
+	free(a.transport);
+	free(a.result);
+	return -ENOMEM;
+}

@@ -110,7 +110,9 @@ state_err(int rc)
  * Record, version 1, all integers big-endian:
  *   u8 version, u8 state, i64 queued_at, i64 next_attempt, u64 size,
  *   u32 attempts, str sender, str last_error, str transport, u32 nrcpt,
- *   then per recipient: u8 state, str address, str reply.
+ *   then per recipient: u8 state, str address, str reply;
+ *   then, only when there is a history, u32 nhistory and per attempt:
+ *   i64 at, str transport, str result (records without it still read).
  * str is a u32 length (0xffffffff for NULL) and that many bytes, no NUL.
  */
 
@@ -177,6 +179,11 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 		need += 1 + rec_str_size(m->rcpt[i].address) +
 			rec_str_size(m->rcpt[i].reply);
 	}
+	if (m->nhistory > 0)
+		need += 4;
+	for (i = 0; i < m->nhistory; i++)
+		need += 8 + rec_str_size(m->history[i].transport) +
+			rec_str_size(m->history[i].result);
 	/* lengths must fit the u32 fields and stay clear of the NULL mark */
 	if (need >= STATE_STR_NULL)
 		return -EINVAL;
@@ -200,6 +207,15 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 		*p++ = (unsigned char)m->rcpt[i].state;
 		p = rec_put_str(p, m->rcpt[i].address);
 		p = rec_put_str(p, m->rcpt[i].reply);
+	}
+	if (m->nhistory > 0) {
+		put_be(p, m->nhistory, 4);
+		p += 4;
+	}
+	for (i = 0; i < m->nhistory; i++) {
+		put_be(p, (uint64_t)m->history[i].at, 8);
+		p = rec_put_str(p + 8, m->history[i].transport);
+		p = rec_put_str(p, m->history[i].result);
 	}
 	*out = buf;
 	*outlen = (size_t)(p - buf);
@@ -242,6 +258,35 @@ rec_get_str(struct rec_reader *r, char **out)
 	memcpy(*out, b, l);
 	(*out)[l] = '\0';
 	return 0;
+}
+
+static int
+rec_get_history(struct rec_reader *r, struct queue_msg_info *m)
+{
+	const unsigned char *b;
+	uint32_t n;
+	int rc;
+
+	if (rec_get(r, 4, &b) < 0)
+		return -EBADMSG;
+	n = (uint32_t)get_be(b, 4);
+	/* each attempt takes at least 16 bytes */
+	if (n == 0 || n > r->left / 16)
+		return -EBADMSG;
+	if ((m->history = calloc(n, sizeof(*m->history))) == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct queue_attempt *a = &m->history[i];
+
+		if (rec_get(r, 8, &b) < 0)
+			return -EBADMSG;
+		a->at = (int64_t)get_be(b, 8);
+		m->nhistory = i + 1;
+		if ((rc = rec_get_str(r, &a->transport)) < 0 ||
+		    (rc = rec_get_str(r, &a->result)) < 0)
+			return rc;
+	}
+	return r->left == 0 ? 0 : -EBADMSG;
 }
 
 int
@@ -297,10 +342,8 @@ queue__record_decode(const unsigned char *p, size_t len,
 			goto fail;
 	}
 	m.nrcpt = n;
-	if (r.left != 0) {
-		rc = -EBADMSG;
+	if (r.left > 0 && (rc = rec_get_history(&r, &m)) < 0)
 		goto fail;
-	}
 	memcpy(m.id, out->id, sizeof(m.id));
 	*out = m;
 	return 0;
@@ -321,9 +364,16 @@ queue_msg_info_free(struct queue_msg_info *m)
 		free(m->rcpt[i].reply);
 	}
 	free(m->rcpt);
+	for (i = 0; i < m->nhistory; i++) {
+		free(m->history[i].transport);
+		free(m->history[i].result);
+	}
+	free(m->history);
 	free(m->sender);
 	free(m->last_error);
 	free(m->transport);
+	m->history = NULL;
+	m->nhistory = 0;
 	m->rcpt = NULL;
 	m->nrcpt = 0;
 	m->sender = NULL;

@@ -116,6 +116,13 @@ view_record_cb(const struct queue_msg_info *m, void *arg)
 	slot->sender = m->sender ? strdup(m->sender) : NULL;
 	slot->last_error = m->last_error ? strdup(m->last_error) : NULL;
 	slot->transport = m->transport ? strdup(m->transport) : NULL;
+	slot->history = NULL;
+	slot->nhistory = 0;
+	for (size_t i = 0; i < m->nhistory; i++)
+		if (queue_msg_add_attempt(slot, m->history[i].at,
+					  m->history[i].transport,
+					  m->history[i].result) < 0)
+			return -ENOMEM;
 	slot->rcpt = calloc(m->nrcpt ? m->nrcpt : 1, sizeof(*slot->rcpt));
 	if (slot->rcpt == NULL)
 		return -ENOMEM;
@@ -266,6 +273,24 @@ msg_to_json(const struct queue_msg_info *m)
 	cJSON_AddItemToObject(o, "last_error", json_str(m->last_error));
 	cJSON_AddItemToObject(o, "transport", json_str(m->transport));
 	return o;
+}
+
+/* show --json adds the attempts, oldest first. */
+static void
+history_to_json(cJSON *o, const struct queue_msg_info *m)
+{
+	cJSON *h = cJSON_CreateArray();
+
+	for (size_t i = 0; i < m->nhistory; i++) {
+		cJSON *a = cJSON_CreateObject();
+
+		cJSON_AddItemToObject(a, "at", json_time(m->history[i].at));
+		cJSON_AddStringToObject(a, "transport",
+					m->history[i].transport);
+		cJSON_AddStringToObject(a, "result", m->history[i].result);
+		cJSON_AddItemToArray(h, a);
+	}
+	cJSON_AddItemToObject(o, "history", h);
 }
 
 static int
@@ -438,6 +463,19 @@ show_headers(const struct conf *cf, const char *id, cJSON *json)
 	return rc;
 }
 
+static void
+print_history(const struct queue_msg_info *m)
+{
+	char buf[RFC3339_LEN];
+
+	if (m->nhistory > 0)
+		printf("  history:\n");
+	for (size_t i = 0; i < m->nhistory; i++)
+		printf("    %s %s %s\n",
+		       format_rfc3339((time_t)m->history[i].at, buf),
+		       m->history[i].transport, m->history[i].result);
+}
+
 int
 cmd_show(const char *conf_path, int argc, char **argv)
 {
@@ -474,10 +512,12 @@ cmd_show(const char *conf_path, int argc, char **argv)
 	if (rc == 0 && json) {
 		cJSON *o = msg_to_json(&v.msgs[0]);
 
+		history_to_json(o, &v.msgs[0]);
 		show_headers(&cf, v.only_id, o);
 		rc = print_json(o);
 	} else if (rc == 0) {
 		print_msg_text(&v.msgs[0], (int64_t)time(NULL));
+		print_history(&v.msgs[0]);
 		printf("  headers:\n");
 		show_headers(&cf, v.only_id, NULL);
 	}

@@ -469,6 +469,34 @@ log_outcomes(const struct job *job, const struct job_msg *jm,
 	}
 }
 
+/* One line of history: the counts and the reply that matters most. */
+static void
+history_add(struct queue_msg_info *m, const struct job_msg *jm,
+	    const char *tname)
+{
+	static const char *const word[] = {"sent", "deferred", "failed"};
+	size_t count[3] = {0};
+	const char *why = NULL;
+	char result[QUEUE_REPLY_MAX + 64];
+	size_t len = 0;
+
+	for (size_t r = 0; r < jm->nrcpt; r++) {
+		count[jm->rcpt[r].status]++;
+		if (why == NULL || jm->rcpt[r].status != DELIV_OK)
+			why = jm->rcpt[r].reply;
+	}
+	for (size_t i = 0; i < 3 && len < sizeof(result); i++)
+		if (count[i] > 0)
+			len += (size_t)snprintf(
+			    result + len, sizeof(result) - len, "%s%s %zu",
+			    len ? ", " : "", word[i], count[i]);
+	if (len < sizeof(result))
+		snprintf(result + len, sizeof(result) - len, ": %s",
+			 why ? why : "");
+	if (queue_msg_add_attempt(m, now_s(), tname, result) < 0)
+		log_err("id=%s out of memory for its history", m->id);
+}
+
 /* Ends a message that will never be delivered: failed/ and FAILED. */
 static void
 msg_fail(struct daemon *d, struct queue_msg_info *m, const char *why, int move)
@@ -516,6 +544,8 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 		set_str(&m->rcpt[i].reply, jm->rcpt[r].reply);
 	}
 	log_outcomes(job, jm, m, tname);
+	if (jm->nrcpt > 0)
+		history_add(m, jm, tname);
 	if (jm->nrcpt > 0)
 		set_str(&m->transport, tname);
 	if (jm->finished) {

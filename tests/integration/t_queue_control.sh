@@ -71,6 +71,13 @@ done
 expect_state "$d" failed
 n=$(grep -c "bounce@example.net.*status=failed" "$SPOOLD_LOG" || true)
 [ "$n" = 2 ] || fail "the requeued recipient was tried $n times, want 2"
+hist=$(spoolctl show "$d" --json | sink_tool json \
+	'[h["transport"] + " " + h["result"] for h in d["history"]]')
+log "history of $d: $hist"
+case $hist in
+*'"local failed 1: 550'*'"local failed 1: 550'*) ;;
+*) fail "show --json history lacks the two attempts: $hist" ;;
+esac
 spoolctl delete "$d" || fail "delete of a failed message exited $?"
 expect_state "$d" gone
 [ "$(spool_files failed)" = 0 ] || fail "failed/ not empty after delete"

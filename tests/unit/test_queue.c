@@ -1402,6 +1402,56 @@ test_record_codec(void **ctx)
 	assert_int_equal(queue__record_encode(&m, &rec, &len), -EINVAL);
 }
 
+/* The attempt history: capped, kept in order, and optional on disk. */
+static void
+test_record_history(void **ctx)
+{
+	static const char id[] = "0123456789abcdef01234567";
+	struct queue_msg_info m, got;
+	struct queue_rcpt_info r[1];
+	unsigned char *rec, *plain;
+	size_t len, plainlen, i;
+	char result[32];
+
+	(void)ctx;
+	make_msg(&m, r, 1, id, QUEUE_MSG_DEFERRED, 3);
+	assert_int_equal(queue__record_encode(&m, &plain, &plainlen), 0);
+	for (i = 0; i < QUEUE_HISTORY_MAX + 2; i++) {
+		snprintf(result, sizeof(result), "deferred 1: try %zu", i);
+		assert_int_equal(queue_msg_add_attempt(&m, (int64_t)(1000 + i),
+						       "mailu", result),
+				 0);
+	}
+	assert_int_equal(m.nhistory, QUEUE_HISTORY_MAX);
+	assert_string_equal(m.history[0].result, "deferred 1: try 2");
+	assert_int_equal(queue__record_encode(&m, &rec, &len), 0);
+	assert_true(len > plainlen);
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(queue__record_decode(rec, len, &got), 0);
+	assert_int_equal(got.nhistory, QUEUE_HISTORY_MAX);
+	for (i = 0; i < got.nhistory; i++) {
+		assert_int_equal(got.history[i].at, m.history[i].at);
+		assert_string_equal(got.history[i].transport, "mailu");
+		assert_string_equal(got.history[i].result,
+				    m.history[i].result);
+	}
+	queue_msg_info_free(&got);
+	/* a cut inside the history is refused, not read short */
+	for (i = plainlen + 1; i < len; i++)
+		assert_int_equal(queue__record_decode(rec, i, &got), -EBADMSG);
+	/* a record written before histories existed still reads */
+	assert_int_equal(queue__record_decode(plain, plainlen, &got), 0);
+	assert_int_equal(got.nhistory, 0);
+	queue_msg_info_free(&got);
+	free(rec);
+	free(plain);
+	for (i = 0; i < m.nhistory; i++) {
+		free(m.history[i].transport);
+		free(m.history[i].result);
+	}
+	free(m.history);
+}
+
 int
 main(void)
 {
@@ -1440,6 +1490,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_state_map_growth, setup,
 					    teardown),
 	    cmocka_unit_test(test_record_codec),
+	    cmocka_unit_test(test_record_history),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

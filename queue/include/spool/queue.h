@@ -172,6 +172,14 @@ struct queue_rcpt_info {
 	char *reply; /* last reply, or NULL */
 };
 
+/* One delivery attempt on one transport, for `spoolctl show`. */
+struct queue_attempt {
+	int64_t at;	 /* unix seconds */
+	char *transport; /* its name */
+	char *result;	 /* e.g. "sent 1, deferred 1: 451 4.2.0 busy" */
+};
+#define QUEUE_HISTORY_MAX 10 /* the most recent attempts are kept */
+
 struct queue_msg_info {
 	char id[QUEUE_ID_LEN + 1];
 	enum queue_msg_state state;
@@ -184,7 +192,13 @@ struct queue_msg_info {
 	char *transport;  /* last used, or NULL */
 	struct queue_rcpt_info *rcpt;
 	size_t nrcpt;
+	struct queue_attempt *history; /* oldest first */
+	size_t nhistory;
 };
+
+/* Appends an attempt, dropping the oldest beyond QUEUE_HISTORY_MAX. */
+int queue_msg_add_attempt(struct queue_msg_info *m, int64_t at,
+			  const char *transport, const char *result);
 
 /* Frees the strings and the rcpt array, not m itself. */
 void queue_msg_info_free(struct queue_msg_info *m);
