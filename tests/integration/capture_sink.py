@@ -193,6 +193,9 @@ class Session:
         except asyncio.LimitOverrunError:
             await self.reply("500 5.5.2 data line too long")
             return False
+        if self.srv.data_delay > 0:
+            # a slow relay: deliveries stay in flight for a while
+            await asyncio.sleep(self.srv.data_delay)
         if data is None:
             await self.reply("552 5.3.4 message too big")
         elif self.srv.data_code is not None:
@@ -228,6 +231,7 @@ class Server:
                                  "(want ADDR=CODE, CODE 4xx or 5xx)" % spec)
             self.reject_rcpt[addr.lower()] = int(code)
         self.data_code = opts.data_code
+        self.data_delay = opts.data_delay
 
     async def handle(self, reader, writer):
         try:
@@ -268,6 +272,8 @@ def main():
                    help="answer CODE to RCPT TO:<ADDR> (repeatable)")
     p.add_argument("--data-code", type=int, default=None,
                    help="answer this code after every DATA instead of 250")
+    p.add_argument("--data-delay", type=float, default=0.0,
+                   help="wait this many seconds before the final reply")
     opts = p.parse_args()
     try:
         asyncio.run(main_async(opts))
