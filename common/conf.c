@@ -38,6 +38,8 @@ struct conf_parser {
 	size_t errlen;
 	int failed;
 	FILE *fp;
+	/* The embedded default transport was added (there is no file). */
+	int embedded_default;
 };
 
 static void conf_fail(struct conf_parser *p, const char *section,
@@ -615,7 +617,15 @@ conf_resolve(struct conf_parser *p)
 			cf->route[cf->route_count++] = j;
 		}
 	} else {
-		for (size_t j = 0; j < cf->transport_count; j++)
+		/*
+		 * A sidecar configured from the environment alone names its
+		 * transports there; the embedded relay to 127.0.0.1:25 stays
+		 * nameable in a route, but is not tried unless named: the
+		 * container has no MTA behind that port.
+		 */
+		size_t first = p->embedded_default && cf->transport_count > 1;
+
+		for (size_t j = first; j < cf->transport_count; j++)
 			cf->route[cf->route_count++] = j;
 	}
 	if (cf->route_count == 0) {
@@ -676,6 +686,7 @@ conf_load(struct conf *out, const char *path, char *err, size_t errlen)
 		rc = conf_parse_file(&p, path);
 	else {
 		p.where = out->source;
+		p.embedded_default = 1;
 		rc = conf_default_transport(&p) < 0 ? EX_OSERR : 0;
 	}
 	if (rc == 0)

@@ -626,7 +626,7 @@ static const struct {
 	const char *usage;
 } commands[] = {
     {"submit", cmd_submit,
-     "submit [-f SENDER] [-t] [-i] [RCPT...] < message\n"
+     "submit [-f SENDER] [-t] [-i] [--wait[=SECONDS]] [RCPT...] < message\n"
      "       submit --to ADDR... --subject TEXT [--from ADDR] "
      "[--body-file F]"},
     {"list", cmd_list, "list [--json] [--all|--failed|--held]"},
@@ -639,6 +639,7 @@ static const struct {
     {"release", cmd_release, "release ID..."},
     {"delete", cmd_delete, "delete ID..."},
     {"requeue", cmd_requeue, "requeue ID..."},
+    {"init", cmd_init, "init (create the spool directory tree)"},
 };
 
 static void

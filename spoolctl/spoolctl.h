@@ -30,6 +30,7 @@ int submit_raw(const struct conf *cf, const struct msg_submit_opts *o,
 /* Writes the message into the spool; id gets its queue id. */
 int submit_spool(const struct conf *cf, const struct msg_prepared *p,
 		 char id[QUEUE_ID_LEN + 1]);
+int cmd_init(const char *conf_path, int argc, char **argv);
 int cmd_sendmail(int argc, char **argv);
 int cmd_list(const char *conf_path, int argc, char **argv);
 int cmd_show(const char *conf_path, int argc, char **argv);

@@ -176,6 +176,39 @@ failure_reason(const struct conf *cf, const char *id, char *buf, size_t len)
 
 /* Waits until id is delivered (0), failed (EX_UNAVAILABLE) or still
  * queued after seconds (EX_TEMPFAIL). The message stays queued. */
+/*
+ * The spool tree with its modes, as spoold makes it when it starts: for
+ * container images and packages that must ship it before spoold first
+ * runs, so that an unprivileged submitter never finds it missing.
+ */
+int
+cmd_init(const char *conf_path, int argc, char **argv)
+{
+	struct conf cf;
+	struct spool *sp;
+	char err[1024];
+	int rc;
+
+	(void)argv;
+	if (argc != 1) {
+		ctl_error("usage: init");
+		return EX_USAGE;
+	}
+	if ((rc = ctl_conf_load(&cf, conf_path)) != 0)
+		return rc;
+	rc = spool_open(&sp, cf.spool_dir, 1, err, sizeof(err));
+	if (rc < 0) {
+		ctl_error("%s", err);
+		rc = spool_exit_code(rc);
+	} else {
+		spool_close(sp);
+		printf("%s\n", cf.spool_dir);
+		rc = 0;
+	}
+	conf_free(&cf);
+	return rc;
+}
+
 static int
 submit_wait(const struct conf *cf, const char *id, long seconds)
 {

@@ -45,6 +45,7 @@ T_FAILED=0
 T_START=$(date +%s%N)
 SPOOLD_PID=""
 SPOOLD_RUNS=0
+SPOOLD_ENV=() # start_spoold -: spoold's whole environment, NAME=VALUE
 
 # ms_since NANOS: milliseconds elapsed since a $(date +%s%N) stamp.
 ms_since() {
@@ -485,13 +486,22 @@ spoolctl() {
 
 # start_spoold [CONF]: runs spoold in the foreground in the background,
 # its stderr in $T/spoold.N.log (N counts restarts); waits for "ready".
+# CONF "-" runs it as a container would: no -c, and an environment of
+# PATH, the sanitizers' options and the SPOOLD_ENV array alone.
 start_spoold() {
 	local conf=${1:-$CONF} rc=0
+	local args=("$SPOOLD" -c "$conf" -f)
+	if [ "$conf" = - ]; then
+		local envs=(PATH="$PATH")
+		[ -z "${ASAN_OPTIONS:-}" ] || envs+=(ASAN_OPTIONS="$ASAN_OPTIONS")
+		[ -z "${UBSAN_OPTIONS:-}" ] || envs+=(UBSAN_OPTIONS="$UBSAN_OPTIONS")
+		args=(env -i "${envs[@]}" "${SPOOLD_ENV[@]}" "$SPOOLD" -f)
+	fi
 	[ -z "$SPOOLD_PID" ] || ! pid_alive "$SPOOLD_PID" ||
 		fail "start_spoold: already running ($SPOOLD_PID)"
 	SPOOLD_RUNS=$((SPOOLD_RUNS + 1))
 	SPOOLD_LOG="$T/spoold.$SPOOLD_RUNS.log"
-	"$SPOOLD" -c "$conf" -f >"$SPOOLD_LOG" 2>&1 &
+	"${args[@]}" >"$SPOOLD_LOG" 2>&1 &
 	SPOOLD_PID=$!
 	wait_log_line "$SPOOLD_LOG" 'ready' 10 "$SPOOLD_PID" || rc=$?
 	case $rc in

@@ -158,6 +158,25 @@ test_env_overrides(void **state)
 	conf_free(&cf);
 }
 
+/* With no file, transports from the environment replace the embedded relay
+ * in the default route; the embedded one can still be named. */
+static void
+test_env_only_route(void **state)
+{
+	struct conf cf;
+	char err[256];
+
+	(void)state;
+	if (access(CONF_DEFAULT_PATH, F_OK) == 0)
+		skip();
+	setenv("SPOOLD_TRANSPORT_MAILU_HOST", "mail.example.org", 1);
+	assert_int_equal(conf_load(&cf, NULL, err, sizeof(err)), 0);
+	assert_int_equal(cf.route_count, 1);
+	assert_string_equal(cf.transports[cf.route[0]].name, "mailu");
+	assert_non_null(conf_transport_find(&cf, "local"));
+	conf_free(&cf);
+}
+
 static void
 test_refusals(void **state)
 {
@@ -257,6 +276,7 @@ main(void)
 	    cmocka_unit_test_teardown(test_embedded_default, teardown),
 	    cmocka_unit_test_teardown(test_contract_example, teardown),
 	    cmocka_unit_test_teardown(test_env_overrides, teardown),
+	    cmocka_unit_test_teardown(test_env_only_route, teardown),
 	    cmocka_unit_test_teardown(test_refusals, teardown),
 	    cmocka_unit_test_teardown(test_missing_named_file, teardown),
 	    cmocka_unit_test_teardown(test_unknown_env, teardown),
