@@ -174,8 +174,6 @@ failure_reason(const struct conf *cf, const char *id, char *buf, size_t len)
 	state_close(st);
 }
 
-/* Waits until id is delivered (0), failed (EX_UNAVAILABLE) or still
- * queued after seconds (EX_TEMPFAIL). The message stays queued. */
 /*
  * The spool tree with its modes, as spoold makes it when it starts: for
  * container images and packages that must ship it before spoold first
@@ -209,6 +207,8 @@ cmd_init(const char *conf_path, int argc, char **argv)
 	return rc;
 }
 
+/* Waits until id is delivered (0), failed (EX_UNAVAILABLE) or still
+ * queued after seconds (EX_TEMPFAIL). The message stays queued. */
 static int
 submit_wait(const struct conf *cf, const char *id, long seconds)
 {
