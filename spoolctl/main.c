@@ -45,6 +45,15 @@ ctl_error(const char *fmt, ...)
 }
 
 int
+ctl_inspect_denied(const char *spool_dir)
+{
+	ctl_error("permission denied: only root and the owner of %s may "
+		  "inspect the queue",
+		  spool_dir);
+	return EX_NOPERM;
+}
+
+int
 ctl_conf_load(struct conf *cf, const char *conf_path)
 {
 	char err[1024];
@@ -214,11 +223,8 @@ view_load(struct queue_view *v, const struct conf *cf)
 			return EX_IOERR;
 		}
 	} else if (rc == -EACCES || rc == -EPERM) {
-		ctl_error("permission denied: only root and the owner of %s "
-			  "may inspect the queue",
-			  cf->spool_dir);
 		spool_close(sp);
-		return EX_NOPERM;
+		return ctl_inspect_denied(cf->spool_dir);
 	} else if (rc != -ENOENT) {
 		/* the spool is still the truth: list what new/ holds */
 		ctl_error("warning: state unreadable (%s)", err);

@@ -122,6 +122,8 @@ status_load(struct status *s, const struct conf *cf)
 	rc = state_open(&st, cf->spool_dir, 1, err, sizeof(err));
 	if (rc == -ENOENT)
 		return 0;
+	if (rc == -EACCES || rc == -EPERM)
+		return ctl_inspect_denied(cf->spool_dir);
 	if (rc < 0) {
 		ctl_error("%s", err);
 		return EX_IOERR;
@@ -256,7 +258,7 @@ cmd_check(const char *conf_path, int argc, char **argv)
 	enum nagios verdict = NAGIOS_OK;
 	char why[256] = "", ups[512] = "";
 	size_t nup = 0;
-	int opt;
+	int opt, rc;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -269,8 +271,10 @@ cmd_check(const char *conf_path, int argc, char **argv)
 		printf("UNKNOWN: bad configuration\n");
 		return NAGIOS_UNKNOWN;
 	}
-	if (status_load(&s, &cf) != 0) {
-		printf("UNKNOWN: cannot read the queue in %s\n", cf.spool_dir);
+	if ((rc = status_load(&s, &cf)) != 0) {
+		printf("UNKNOWN: %s the queue in %s\n",
+		       rc == EX_NOPERM ? "not allowed to read" : "cannot read",
+		       cf.spool_dir);
 		conf_free(&cf);
 		return NAGIOS_UNKNOWN;
 	}
