@@ -50,7 +50,7 @@ static void
 conf_fail(struct conf_parser *p, const char *section, const char *key,
 	  const char *fmt, ...)
 {
-	char why[256];
+	char why[256], at[32] = "";
 	va_list ap;
 
 	if (p->failed)
@@ -59,14 +59,16 @@ conf_fail(struct conf_parser *p, const char *section, const char *key,
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
+	/* line 0: a judgement of the whole file, such as the route */
+	if (p->line > 0)
+		snprintf(at, sizeof(at), ":%u", p->line);
 	if (p->var != NULL)
 		snprintf(p->err, p->errlen, "environment %s: %s", p->var, why);
 	else if (key != NULL)
-		snprintf(p->err, p->errlen, "%s:%u: [%s] %s: %s", p->where,
-			 p->line, section, key, why);
+		snprintf(p->err, p->errlen, "%s%s: [%s] %s: %s", p->where, at,
+			 section, key, why);
 	else
-		snprintf(p->err, p->errlen, "%s:%u: %s", p->where, p->line,
-			 why);
+		snprintf(p->err, p->errlen, "%s%s: %s", p->where, at, why);
 }
 
 static int

@@ -228,6 +228,13 @@ on_hup(uv_signal_t *s, int signum)
 	    g->cf.concurrency != d->gen->cf.concurrency)
 		log_warn("reload: a new spool dir or concurrency takes "
 			 "effect at the next start only");
+	/* the open spool, state and socket stay those of the start */
+	{
+		char *dir = g->cf.spool_dir;
+
+		g->cf.spool_dir = d->gen->cf.spool_dir;
+		d->gen->cf.spool_dir = dir;
+	}
 	g->cf.concurrency = d->gen->cf.concurrency;
 	generation_put(d->gen);
 	d->gen = g;
