@@ -155,9 +155,11 @@ spool_lock_take(const struct conf *cf, int *fd_out)
 
 	snprintf(path, sizeof(path), "%s/spoold.pid", cf->spool_dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 && (errno == EACCES || errno == EPERM))
+		return ctl_denied(cf->spool_dir, "change");
 	if (fd < 0) {
 		ctl_error("%s: %s", path, strerror(errno));
-		return errno == EACCES ? EX_NOPERM : EX_IOERR;
+		return EX_IOERR;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		close(fd);

@@ -45,11 +45,11 @@ ctl_error(const char *fmt, ...)
 }
 
 int
-ctl_inspect_denied(const char *spool_dir)
+ctl_denied(const char *spool_dir, const char *what)
 {
 	ctl_error("permission denied: only root and the owner of %s may "
-		  "inspect the queue",
-		  spool_dir);
+		  "%s the queue",
+		  spool_dir, what);
 	return EX_NOPERM;
 }
 
@@ -224,7 +224,7 @@ view_load(struct queue_view *v, const struct conf *cf)
 		}
 	} else if (rc == -EACCES || rc == -EPERM) {
 		spool_close(sp);
-		return ctl_inspect_denied(cf->spool_dir);
+		return ctl_denied(cf->spool_dir, "inspect");
 	} else if (rc != -ENOENT) {
 		/* the spool is still the truth: list what new/ holds */
 		ctl_error("warning: state unreadable (%s)", err);
@@ -551,6 +551,8 @@ flush_offline(const struct conf *cf, char **ids, size_t n)
 		printf("0 message(s) due now (spoold is not running)\n");
 		return 0;
 	}
+	if (rc == -EACCES || rc == -EPERM)
+		return ctl_denied(cf->spool_dir, "change");
 	if (rc < 0) {
 		ctl_error("%s", err);
 		return EX_IOERR;

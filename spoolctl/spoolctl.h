@@ -15,9 +15,9 @@ int ctl_conf_load(struct conf *cf, const char *conf_path);
 /* Prints "PROG: message" on stderr. */
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern const char *ctl_progname;
-/* Says that only root and the spool's owner may read the queue state;
- * returns EX_NOPERM. */
-int ctl_inspect_denied(const char *spool_dir);
+/* Says that only root and the spool's owner may do what ("inspect",
+ * "change") to the queue; returns EX_NOPERM. */
+int ctl_denied(const char *spool_dir, const char *what);
 
 int cmd_submit(const char *conf_path, int argc, char **argv);
 

@@ -123,7 +123,7 @@ status_load(struct status *s, const struct conf *cf)
 	if (rc == -ENOENT)
 		return 0;
 	if (rc == -EACCES || rc == -EPERM)
-		return ctl_inspect_denied(cf->spool_dir);
+		return ctl_denied(cf->spool_dir, "inspect");
 	if (rc < 0) {
 		ctl_error("%s", err);
 		return EX_IOERR;
