@@ -10,7 +10,7 @@ unit="$(dirname "$SPOOLD")/../dist/spoold.service"
 sed "s|^ExecStart=[^ ]*|ExecStart=$SPOOLD|" "$unit" >"$T/spoold.service"
 grep -q "^Type=notify" "$T/spoold.service" || fail "the unit is not Type=notify"
 grep -q "^ExecReload=.*HUP" "$T/spoold.service" || fail "no reload on SIGHUP"
-# the man pages are checked by t_man_pages
+# the man pages are checked by t_install
 if ! systemd-analyze verify --man=no "$T/spoold.service" >"$T/verify.out" 2>&1; then
 	fail "systemd-analyze verify: $(cat "$T/verify.out")"
 fi
