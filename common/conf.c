@@ -28,6 +28,9 @@ extern char **environ;
 /* Debian's inih reads lines into a 200-byte buffer. */
 #define CONF_LINE_MAX 200
 
+/* The transport of the embedded default configuration. */
+#define CONF_EMBEDDED_NAME "local"
+
 struct conf_parser {
 	struct conf *cf;
 	const char *where; /* file name, or "environment" */
@@ -507,6 +510,9 @@ conf_env_transport(struct conf_parser *p, const char *rest, const char *value)
 	}
 	memcpy(name, lower, len - best - 1);
 	name[len - best - 1] = '\0';
+	/* the embedded relay, set up from the environment, is meant */
+	if (p->embedded_default && strcmp(name, CONF_EMBEDDED_NAME) == 0)
+		p->embedded_default = 0;
 	t = conf_transport_get(p, name);
 	if (t == NULL)
 		return -1;
@@ -580,7 +586,7 @@ conf_defaults(struct conf *cf)
 static int
 conf_default_transport(struct conf_parser *p)
 {
-	struct conf_transport *t = conf_transport_get(p, "local");
+	struct conf_transport *t = conf_transport_get(p, CONF_EMBEDDED_NAME);
 
 	if (t == NULL)
 		return -1;
@@ -622,8 +628,8 @@ conf_resolve(struct conf_parser *p)
 		/*
 		 * A sidecar configured from the environment alone names its
 		 * transports there; the embedded relay to 127.0.0.1:25 stays
-		 * nameable in a route, but is not tried unless named: the
-		 * container has no MTA behind that port.
+		 * nameable in a route, but is not tried unless named or set
+		 * up there too: the container has no MTA behind that port.
 		 */
 		size_t first = p->embedded_default && cf->transport_count > 1;
 

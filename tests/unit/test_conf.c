@@ -45,6 +45,7 @@ teardown(void **state)
 	unsetenv("SPOOLD_TRANSPORT_MAILU_PASSWORD_FILE");
 	unsetenv("SPOOLD_TRANSPORT_MAILU_USER");
 	unsetenv("SPOOLD_TRANSPORT_MAILU_TLS");
+	unsetenv("SPOOLD_TRANSPORT_LOCAL_PORT");
 	unsetenv("SPOOLD_SPOOL_DIR");
 	unsetenv("SPOOLD_BOGUS");
 	return 0;
@@ -174,6 +175,12 @@ test_env_only_route(void **state)
 	assert_int_equal(cf.route_count, 1);
 	assert_string_equal(cf.transports[cf.route[0]].name, "mailu");
 	assert_non_null(conf_transport_find(&cf, "local"));
+	conf_free(&cf);
+
+	/* set up in the environment, the local relay is part of it */
+	setenv("SPOOLD_TRANSPORT_LOCAL_PORT", "2525", 1);
+	assert_int_equal(conf_load(&cf, NULL, err, sizeof(err)), 0);
+	assert_int_equal(cf.route_count, 2);
 	conf_free(&cf);
 }
 

@@ -68,7 +68,7 @@ struct conf {
  * Loads the configuration. path: the -c argument or NULL. With NULL,
  * $SPOOLD_CONFIG, then CONF_DEFAULT_PATH, then the embedded default;
  * a file named by -c or $SPOOLD_CONFIG that does not exist is an error.
- * Returns 0, or a sysexits code (EX_CONFIG, EX_NOINPUT...) with a one-line
+ * Returns 0, or a sysexits code (EX_CONFIG, EX_OSERR) with a one-line
  * message in err. On error *out is left empty (safe to conf_free).
  */
 int conf_load(struct conf *out, const char *path, char *err, size_t errlen);
