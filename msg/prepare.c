@@ -850,6 +850,13 @@ msg_prepare(const char *in, size_t len, const struct msg_submit_opts *o,
 	if (len > 0 && memchr(in, '\0', len) != NULL)
 		return msg__err(err, errlen, EX_DATAERR,
 				"message contains a NUL byte");
+	/* Refused even when the message has its own From and the name goes
+	 * unused: a line break there is an injection attempt, and whether
+	 * it is refused must not depend on the message it came with. */
+	if (o->full_name != NULL && strpbrk(o->full_name, "\r\n") != NULL)
+		return msg__err(err, errlen, EX_DATAERR,
+				"header injection: line break in the full "
+				"name");
 	/* An mbox "From " separator is not a header field; sendmail drops
 	 * it, and kept it would push the real header into the body. */
 	if (len >= 5 && memcmp(in, "From ", 5) == 0) {

@@ -876,6 +876,42 @@ test_prepare_refusals(void **state)
 	}
 }
 
+/* sendmail -F: a line break is refused whether or not the name is used
+ * (a message with its own From leaves it unused), so the outcome of an
+ * injection attempt never depends on the message it came with. */
+static void
+test_prepare_full_name_injection(void **state)
+{
+	static const char *const names[] = {
+	    "Evil\r\nBcc: x@evil.example", "Evil\nBcc: x@evil.example",
+	    "Evil\rBcc: x@evil.example", "\r\n", "Evil\r\n"};
+	static const char *const msgs[] = {"Subject: s\n\nbody\n",
+					   "From: a@x.example\n\nbody\n"};
+	const char *rcpt[] = {"bob@example.org"};
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < N(names); i++) {
+		for (size_t j = 0; j < N(msgs); j++) {
+			struct msg_submit_opts o;
+			struct msg_prepared p;
+			int rc;
+
+			opts_init(&o);
+			o.full_name = names[i];
+			err[0] = '\0';
+			rc = prepare_str(msgs[j], &o, rcpt, 1, &p, err,
+					 sizeof(err));
+			if (rc != EX_DATAERR ||
+			    strstr(err, "full name") == NULL)
+				fail_msg("name %zu, message %zu: rc %d \"%s\"",
+					 i, j, rc, err);
+			assert_null(strpbrk(err, "\r\n"));
+			assert_null(p.data);
+		}
+	}
+}
+
 static void
 test_prepare_sender(void **state)
 {
@@ -1543,6 +1579,7 @@ main(void)
 	    cmocka_unit_test(test_prepare_line_ends),
 	    cmocka_unit_test(test_prepare_rcpts),
 	    cmocka_unit_test(test_prepare_refusals),
+	    cmocka_unit_test(test_prepare_full_name_injection),
 	    cmocka_unit_test(test_prepare_sender),
 	    cmocka_unit_test(test_prepare_qualifies_headers),
 	    cmocka_unit_test(test_prepare_merges_to),
