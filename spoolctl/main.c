@@ -658,6 +658,17 @@ usage(FILE *fp)
 		fprintf(fp, "       %s\n", commands[i].usage);
 }
 
+/* A usage error is one line like every other failure; --help has the
+ * whole list. */
+static int
+usage_error(const char *why, const char *arg)
+{
+	ctl_error("%s%s; usage: spoolctl [-c FILE] COMMAND [ARGS] (spoolctl "
+		  "--help lists the commands)",
+		  why, arg);
+	return EX_USAGE;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -681,19 +692,16 @@ main(int argc, char **argv)
 			   strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;
+		} else if (strcmp(argv[i], "-c") == 0) {
+			return usage_error("-c needs a FILE", "");
 		} else {
-			usage(stderr);
-			return EX_USAGE;
+			return usage_error("unknown option ", argv[i]);
 		}
 	}
-	if (i == argc) {
-		usage(stderr);
-		return EX_USAGE;
-	}
+	if (i == argc)
+		return usage_error("no command", "");
 	for (size_t c = 0; c < ARRAY_SIZE(commands); c++)
 		if (strcmp(argv[i], commands[c].name) == 0)
 			return commands[c].run(conf_path, argc - i, argv + i);
-	ctl_error("unknown command \"%s\"", argv[i]);
-	usage(stderr);
-	return EX_USAGE;
+	return usage_error("unknown command ", argv[i]);
 }

@@ -671,3 +671,83 @@ no_secret_in() {
 		fail "the token appears in $what"
 	fi
 }
+
+# watch_cmdlines_start TOKEN: until watch_cmdlines_stop, looks at the
+# command line and environment of every spoold and spoolctl process and
+# of their children (a helper spoold might run) about a hundred times a
+# second, and notes any that holds TOKEN: a secret in argv or the
+# environment is visible to every user through ps and /proc.
+watch_cmdlines_start() {
+	WATCH_DIR="$T/cmdline-watch"
+	mkdir -p "$WATCH_DIR"
+	rm -f "$WATCH_DIR/stop"
+	# the token goes through a file: in argv it would be in our own
+	# command line
+	(umask 077 && printf '%s' "$1" >"$WATCH_DIR/token")
+	python3 - "$WATCH_DIR" "$SPOOLD" "$SPOOLCTL" \
+		>"$WATCH_DIR/result" 2>"$WATCH_DIR/error.log" <<'PY' &
+import os, sys, time
+wdir, ours = sys.argv[1], {os.path.realpath(p) for p in sys.argv[2:4]}
+token = open(os.path.join(wdir, "token"), "rb").read()
+end = time.monotonic() + 600  # bounded, whatever the test does
+sweeps, seen, hits = 0, {}, set()
+
+def read(pid, name):
+    try:
+        with open("/proc/%s/%s" % (pid, name), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+while not os.path.exists(os.path.join(wdir, "stop")) and \
+        time.monotonic() < end:
+    procs = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        stat = read(pid, "stat")
+        try:
+            exe = os.readlink("/proc/%s/exe" % pid)
+        except OSError:
+            exe = ""
+        if stat:
+            procs[pid] = (stat.rsplit(b")", 1)[1].split()[1].decode(), exe)
+    def watched(pid, depth=0):
+        if pid not in procs or depth > 20:
+            return False
+        return procs[pid][1] in ours or watched(procs[pid][0], depth + 1)
+    for pid, (ppid, exe) in procs.items():
+        if not watched(pid):
+            continue
+        cmd, env = read(pid, "cmdline"), read(pid, "environ")
+        if cmd is None:
+            continue
+        key = os.path.basename(exe)
+        seen[key] = seen.get(key, 0) + 1
+        if token in cmd or (env and token in env):
+            hits.add("%s %s: %s" % (pid, exe, "token in argv"
+                        if token in cmd else "token in the environment"))
+    sweeps += 1
+    time.sleep(0.01)
+print("sweeps=%d %s" % (sweeps, " ".join("%s=%d" % kv
+                                          for kv in sorted(seen.items()))))
+for h in sorted(hits)[:20]:
+    print("HIT " + h)
+PY
+	WATCH_PID=$!
+	T_PIDS+=("cmdline-watch $WATCH_PID")
+}
+
+# watch_cmdlines_stop: ends the watch; fails if the token was seen in a
+# command line or environment, or if the watch never saw spoold running.
+watch_cmdlines_stop() {
+	touch "$WATCH_DIR/stop"
+	wait_gone "$WATCH_PID" 10 || fail "the command-line watch did not stop"
+	wait "$WATCH_PID" 2>/dev/null ||
+		fail "the command-line watch failed: $(cat "$WATCH_DIR/error.log")"
+	log "command-line watch: $(head -n 1 "$WATCH_DIR/result")"
+	! grep -q '^HIT ' "$WATCH_DIR/result" ||
+		fail "the token is visible in ps: $(grep '^HIT ' "$WATCH_DIR/result")"
+	grep -qE "(^| )$(basename "$SPOOLD")=[1-9]" "$WATCH_DIR/result" ||
+		fail "the command-line watch never saw spoold"
+}

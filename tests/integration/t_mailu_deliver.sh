@@ -5,7 +5,8 @@
 # 10 s (a STARTTLS stall would show here), with the queued bytes and the
 # transport's envelope sender, and over TLS with AUTH (Dovecot's Received:
 # says ESMTPSA; its log shows every login over TLS). The token never
-# appears in spoold's log or in spoolctl's output.
+# appears in spoold's log, in spoolctl's output, or in the command line or
+# environment of spoold, spoolctl or any child of theirs while they run.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_mailu.sh"
 
@@ -78,7 +79,9 @@ secrets_check() {
 	no_secret_in "$MAILU_TOKEN" "spoold's log" "$T"/spoold.*.log
 }
 
+watch_cmdlines_start "$MAILU_TOKEN"
 run_mode starttls
 run_mode implicit
+watch_cmdlines_stop
 no_secret_in "$MAILU_TOKEN" "Dovecot's log" "$T/dovecot.log"
 log "ok"

@@ -2,8 +2,12 @@
 # t_mailu_secret_mode.sh - a password_file readable by group or others is
 # refused at start: spoold exits non-zero within a few seconds, and its
 # stderr names the file and says "readable by group or others" (never the
-# token). With mode 0600 the same configuration starts and delivers to
-# Mailu; the token is in no log and no spoolctl output.
+# token). So is a symlink to such a file (the mode that counts is the
+# target's), and a password_file that is a FIFO, a directory, a device
+# or missing (refused at once, without blocking on the FIFO). With mode
+# 0600 the same configuration starts and delivers to Mailu, and so it
+# does through a symlink to a 0600 file (how Kubernetes and Docker mount
+# secrets); the token is in no log and no spoolctl output.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_mailu.sh"
 
@@ -12,35 +16,60 @@ REFUSE_WITHIN_MS=5000
 mailu_setup
 write_mailu_conf --tls starttls --route "mailu, local"
 
+# spoold_refuses WHAT REASON: spoold must not start with the password_file
+# as it is now; its stderr names the file and says REASON.
+spoold_refuses() {
+	local what=$1 reason=$2 rc=0 t0 ms f
+	f="$T/refused-${what// /-}"
+	t0=$(date +%s%N)
+	# bounded: a spoold that wrongly starts (or blocks) is stopped
+	timeout 10 "$SPOOLD" -c "$CONF" -f >"$f.out" 2>"$f.log" || rc=$?
+	ms=$(ms_since "$t0")
+	[ "$rc" != 0 ] || fail "$what: spoold exited 0"
+	[ "$rc" != 124 ] || fail "$what: spoold started (killed after 10 s)"
+	[ "$ms" -le "$REFUSE_WITHIN_MS" ] ||
+		fail "$what: spoold took $ms ms to refuse"
+	grep -qF -- "$MAILU_TOKEN_FILE" "$f.log" ||
+		fail "$what: stderr does not name $MAILU_TOKEN_FILE:" \
+			"$(cat "$f.log")"
+	grep -q "$reason" "$f.log" ||
+		fail "$what: stderr does not say '$reason': $(cat "$f.log")"
+	no_secret_in "$MAILU_TOKEN" "spoold's stderr" "$f.log" "$f.out"
+	log "$what refused in $ms ms (status $rc): $(head -c 300 "$f.log")"
+}
+
 # refused MODE: spoold must not start with the token file in MODE.
 refused() {
-	local mode=$1 rc=0 t0 ms
-	mailu_client_token "$MAILU_TOKEN" "$mode"
-	t0=$(date +%s%N)
-	# bounded: a spoold that wrongly starts is stopped after 10 s
-	timeout 10 "$SPOOLD" -c "$CONF" -f >"$T/refused-$mode.out" \
-		2>"$T/refused-$mode.log" || rc=$?
-	ms=$(ms_since "$t0")
-	[ "$rc" != 0 ] || fail "mode $mode: spoold exited 0"
-	[ "$rc" != 124 ] || fail "mode $mode: spoold started (killed after 10 s)"
-	[ "$ms" -le "$REFUSE_WITHIN_MS" ] ||
-		fail "mode $mode: spoold took $ms ms to refuse"
-	grep -qF -- "$MAILU_TOKEN_FILE" "$T/refused-$mode.log" ||
-		fail "mode $mode: stderr does not name $MAILU_TOKEN_FILE:" \
-			"$(cat "$T/refused-$mode.log")"
-	grep -q 'readable by group or others' "$T/refused-$mode.log" ||
-		fail "mode $mode: stderr does not say 'readable by group or" \
-			"others': $(cat "$T/refused-$mode.log")"
-	no_secret_in "$MAILU_TOKEN" "spoold's stderr" "$T/refused-$mode.log" \
-		"$T/refused-$mode.out"
-	log "mode $mode refused in $ms ms (status $rc):" \
-		"$(head -c 300 "$T/refused-$mode.log")"
+	mailu_client_token "$MAILU_TOKEN" "$1"
+	spoold_refuses "mode $1" 'readable by group or others'
+}
+
+# token_link TARGET_MODE: the password_file becomes a symlink to a file
+# with the token in TARGET_MODE.
+token_link() {
+	rm -rf "$MAILU_TOKEN_FILE" "$T/token-target"
+	(umask 077 && printf '%s\n' "$MAILU_TOKEN" >"$T/token-target")
+	chmod "$1" "$T/token-target"
+	ln -s "$T/token-target" "$MAILU_TOKEN_FILE"
 }
 
 refused 644
 refused 640
 refused 604
 refused 660
+token_link 644
+spoold_refuses "symlink to a 0644 file" 'readable by group or others'
+rm -f "$MAILU_TOKEN_FILE"
+mkfifo -m 600 "$MAILU_TOKEN_FILE"
+spoold_refuses "FIFO" 'not a regular file'
+rm -f "$MAILU_TOKEN_FILE"
+mkdir -m 700 "$MAILU_TOKEN_FILE"
+spoold_refuses "directory" 'not a regular file'
+rmdir "$MAILU_TOKEN_FILE"
+ln -s /dev/null "$MAILU_TOKEN_FILE"
+spoold_refuses "symlink to a device" 'not a regular file'
+rm -f "$MAILU_TOKEN_FILE"
+spoold_refuses "missing file" 'No such file'
 
 # 0600: starts and delivers
 mailu_client_token "$MAILU_TOKEN" 600
@@ -55,6 +84,16 @@ spoolctl status >"$T/out.status" 2>&1 || true
 spoolctl status --json >"$T/out.status.json" 2>&1 || true
 spoolctl list --json --all >"$T/out.list.json" 2>&1 || true
 spoolctl show "$id" --json >"$T/out.show.json" 2>&1 || true
+stop_spoold
+
+# a symlink to a 0600 file, as Kubernetes and Docker mount secrets
+token_link 600
+start_spoold
+wait_probed mailu 10
+out=$(submit_msg secret-link)
+mid=${out#* }
+wait_in_sink "$MAILU_SINK_DIR" "$mid" 10 >/dev/null
+check_delivery mailu secret-link "$mid"
 stop_spoold
 no_secret_in "$MAILU_TOKEN" "spoolctl's output" "$T"/out.*
 no_secret_in "$MAILU_TOKEN" "spoold's log" "$T"/spoold.*.log

@@ -1,0 +1,227 @@
+#!/bin/bash
+# t_spool_security.sh - what an unprivileged local user can and cannot do
+# to a root-run spool, and where secrets can and cannot go:
+#   - no option of spoold, spoolctl or sendmail takes a password, and
+#     neither the configuration nor the environment has a key for one
+#     (only password_file): 64 or 78, and no "pass" in any --help;
+#   - with spoold and both submitters running under umask 000, after
+#     submissions by root and by nobody and with messages queued,
+#     deferred, held and failed, no file under the spool is readable by
+#     group or others and every folder has the mode the README lists;
+#   - nobody, connected straight to SPOOL/ctl.sock (no spoolctl), is
+#     refused HOLD, RELEASE, DELETE, REQUEUE and FLUSH and changes nothing
+#     (same folders, same LMDB records), while PING answers (the refusal
+#     is the credential check, not an unreachable socket) and root's HOLD
+#     through the same client works; an over-long or binary request only
+#     costs nobody the connection;
+#   - symlink, FIFO and directory entries that nobody drops into new/
+#     under queue ids (one pointing at a root-only file in spool format)
+#     are moved to failed/ unread, and nothing of the root-only file is
+#     delivered.
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || skip "needs root to act as another user"
+id nobody >/dev/null 2>&1 || skip "no user nobody"
+command -v setpriv >/dev/null || skip "setpriv (util-linux) missing"
+# python3 on root's PATH may live where nobody cannot reach it
+SYS_PY=$(PATH=/usr/bin:/bin command -v python3) ||
+	skip "no python3 in /usr/bin or /bin for user nobody"
+
+start_sink --reject-rcpt fail@example.net=550 \
+	--reject-rcpt defer@example.net=451 --reject-rcpt defer2@example.net=451
+write_conf "$SINK_PORT" 1h
+chmod 755 "$T"
+chmod 644 "$CONF"
+
+as_nobody() {
+	setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups "$@"
+}
+# rc_of COMMAND...: prints the exit status, output to $T/out and $T/err
+rc_of() {
+	local rc=0
+	"$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
+	echo "$rc"
+}
+
+# ---- no secret on a command line or in the environment ------------------
+for c in "$SPOOLD --password x" "$SPOOLD -p x" "$SPOOLCTL --password x status" \
+	"$SPOOLCTL -c $CONF submit --password x a@example.net" \
+	"$SPOOLCTL -c $CONF status --password x" \
+	"$SENDMAIL -p x a@example.net" "$SENDMAIL -Ax a@example.net"; do
+	# shellcheck disable=SC2086
+	rc=$(rc_of env SPOOLD_CONFIG="$CONF" $c)
+	[ "$rc" = 64 ] || fail "'$c' exited $rc, want 64 (usage)"
+	# spoold adds its usage line to getopt's
+	[ "$(wc -l <"$T/err")" = 1 ] || [[ "$c" == "$SPOOLD "* ]] ||
+		fail "'$c': $(wc -l <"$T/err") lines on stderr, want 1"
+done
+cp "$CONF" "$T/pw.conf"
+printf 'password = hunter2\n' >>"$T/pw.conf"
+rc=$(rc_of "$SPOOLCTL" -c "$T/pw.conf" status)
+[ "$rc" = 78 ] && grep -q 'password: unknown key' "$T/err" ||
+	fail "a password key in the file: exit $rc: $(cat "$T/err")"
+! grep -q hunter2 "$T/err" "$T/out" || fail "the password was echoed"
+rc=$(rc_of env SPOOLD_TRANSPORT_LOCAL_PASSWORD=hunter2 "$SPOOLCTL" \
+	-c "$CONF" status)
+[ "$rc" = 78 ] || fail "SPOOLD_TRANSPORT_LOCAL_PASSWORD: exit $rc, want 78"
+! grep -q hunter2 "$T/err" "$T/out" || fail "the password was echoed"
+for c in "$SPOOLD --help" "$SPOOLCTL --help"; do
+	# shellcheck disable=SC2086
+	$c >"$T/help" 2>&1 || true
+	grep -q usage "$T/help" || fail "'$c' printed no usage"
+	! grep -qi pass "$T/help" || fail "'$c' mentions a password option"
+done
+log "no option, key or variable takes a password"
+
+# ---- file modes under a permissive umask ---------------------------------
+# check_modes WHEN: no file readable by group or others, folders as listed
+# in the README's spool section, every message file 0600.
+check_modes() {
+	local bad d want got
+	bad=$(find "$SPOOL" -type f -perm /044 -printf '%m %u %P\n')
+	[ -z "$bad" ] || fail "$1: readable by group or others: $bad"
+	bad=$(find "$SPOOL" -type f ! -perm 600 -printf '%m %u %P\n')
+	[ -z "$bad" ] || fail "$1: files not 0600: $bad"
+	for d in .:711 tmp:1733 new:1733 cur:700 hold:700 failed:700 state:700; do
+		want=${d#*:}
+		got=$(stat -c %a "$SPOOL/${d%%:*}")
+		[ "$got" = "$want" ] || fail "$1: ${d%%:*} is $got, want $want"
+	done
+	log "$1: $(find "$SPOOL" -type f | wc -l) files, all 0600;" \
+		"folders as documented"
+}
+umask 000
+start_spoold
+ids=()
+for who in root nobody; do
+	for r in ok defer fail; do
+		if [ "$who" = root ]; then
+			id=$(printf 'Subject: %s\n\nhi\n' "$who-$r" |
+				"$SPOOLCTL" -c "$CONF" submit "$r@example.net")
+		else
+			id=$(printf 'Subject: %s\n\nhi\n' "$who-$r" |
+				as_nobody "$SPOOLCTL" -c "$CONF" \
+					submit "$r@example.net")
+		fi || fail "$who could not submit to $r"
+		ids+=("$id")
+	done
+done
+printf 'Subject: held\n\nhi\n' |
+	as_nobody "$SENDMAIL" -C "$CONF" -i defer2@example.net ||
+	fail "nobody could not submit through sendmail"
+umask 022
+def=${ids[1]}
+failid=${ids[5]}
+[ "$(stat -c '%U %a' "$SPOOL/new/${ids[4]}" 2>/dev/null ||
+	stat -c '%U %a' "$SPOOL/cur/${ids[4]}")" = "nobody 600" ] ||
+	fail "nobody's message is not nobody's with mode 600"
+
+# queue_json: the queue as spoolctl list --json --all prints it
+queue_json() {
+	spoolctl list --json --all
+}
+# wait_queue EXPR SECONDS: until EXPR (python, d = queue_json) is true
+wait_queue() {
+	local deadline=$(($(date +%s) + $2))
+	until [ "$(queue_json | sink_tool json "$1")" = True ]; do
+		[ "$(date +%s)" -lt "$deadline" ] ||
+			fail "queue never reached: $1"
+		sleep 0.1
+	done
+}
+wait_queue "len([m for m in d if m['state'] == 'failed']) == 2 and \
+len([m for m in d if m['state'] == 'deferred' and m['attempts'] >= 1]) == 3" 30
+wait_for_count 2 10
+held=$(queue_json | sink_tool json \
+	"[m['id'] for m in d if m['recipients'][0]['address'] == 'defer2@example.net'][0]")
+spoolctl hold "$held" >/dev/null || fail "root could not hold $held"
+check_modes "spoold running, messages queued, deferred, held and failed"
+
+# ---- the control socket, spoken to directly -------------------------------
+# ctl USER REQUEST: sends REQUEST (bash $'...' escapes allowed) to
+# SPOOL/ctl.sock as USER and prints the reply, or "CLOSED" if the daemon
+# closed the connection without one.
+ctl() {
+	local user=$1
+	shift
+	local run=()
+	[ "$user" = root ] || run=(setpriv --reuid="$user" \
+		--regid="$(id -g "$user")" --clear-groups)
+	"${run[@]}" "$SYS_PY" - "$SPOOL/ctl.sock" "$1" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+req = sys.argv[2].encode("utf-8", "surrogateescape")
+try:
+    s.sendall(req if req.endswith(b"\n") or len(req) > 60000 else req + b"\n")
+    reply = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        reply += b
+except ConnectionError:
+    reply = b""
+print(reply.decode("utf-8", "replace").split("\n")[0] if reply else "CLOSED")
+EOF
+}
+snapshot() {
+	(cd "$SPOOL" && find new cur hold failed -printf '%p %s %m %u\n' | sort)
+	queue_json | sink_tool json \
+		"sorted((m['id'], m['state'], m['attempts'], m['next_attempt'], \
+[(r['address'], r['state']) for r in m['recipients']]) for m in d)"
+}
+before=$(snapshot)
+sent_before=$(sink_count)
+[ "$(ctl nobody PING)" != CLOSED ] && ctl nobody PING | grep -q '^OK' ||
+	fail "nobody cannot reach the daemon at all: the test proves nothing"
+n_refused=0
+for req in "HOLD $def" "DELETE $def" "FLUSH $def" "FLUSH" "RELEASE $held" \
+	"DELETE $held" "REQUEUE $failid" "DELETE $failid" \
+	"HOLD $def $held $failid" $'DELETE '"$def"$'\r' "delete $def" \
+	"HOLD ../../etc/passwd"; do
+	reply=$(ctl nobody "$req")
+	case $reply in
+	"ERR permission denied"* | "ERR unknown request"*) ;;
+	*) fail "nobody's '$req' got: $reply" ;;
+	esac
+	n_refused=$((n_refused + 1))
+done
+# hostile framing: nothing but a closed connection or an error
+reply=$(ctl nobody "$(head -c 70000 /dev/zero | tr '\0' 'A')")
+[ "$reply" = CLOSED ] || fail "a 70,000-byte request got: $reply"
+reply=$(ctl nobody $'\x01\x02\xff\xfe HOLD '"$def")
+[[ "$reply" == ERR* ]] || fail "a binary request got: $reply"
+after=$(snapshot)
+[ "$before" = "$after" ] ||
+	fail "nobody changed the queue: $(diff <(echo "$before") <(echo "$after"))"
+[ "$(sink_count)" = "$sent_before" ] || fail "a refused FLUSH delivered mail"
+ctl nobody PING | grep -q '^OK' || fail "spoold stopped answering"
+log "nobody: $n_refused requests refused over the raw socket, queue unchanged"
+# the same client as root works: the refusals above were the uid check
+reply=$(ctl root "HOLD $def")
+[[ "$reply" == OK* ]] || fail "root's HOLD over the raw socket: $reply"
+[ -f "$SPOOL/hold/$def" ] || fail "root's HOLD did not move $def to hold/"
+[ "$(ctl root "RELEASE $def")" != CLOSED ] || fail "root's RELEASE failed"
+
+# ---- entries nobody drops into new/ ---------------------------------------
+printf 'SPOOLD 1\nS root@example.org\nR thief@example.net\n\nSubject: x\r\n\r\nroot-only secret\r\n' \
+	>"$T/root-only"
+chmod 600 "$T/root-only"
+base=$(queue_json | sink_tool json "sorted(m['id'] for m in d)[0]")
+drops=("${base:0:20}aaaa" "${base:0:20}bbbb" "${base:0:20}cccc")
+as_nobody ln -s "$T/root-only" "$SPOOL/new/${drops[0]}"
+as_nobody mkfifo "$SPOOL/new/${drops[1]}"
+as_nobody mkdir "$SPOOL/new/${drops[2]}"
+for d in "${drops[@]}"; do
+	wait_queue "any(m['id'] == '$d' and m['state'] == 'failed' for m in d)" 40
+done
+ctl nobody PING | grep -q '^OK' || fail "spoold stopped answering"
+! grep -rq 'root-only secret' "$SINK_DIR" ||
+	fail "the root-only file was delivered"
+log "symlink, FIFO and directory in new/ failed unread"
+
+stop_spoold
+check_modes "spoold stopped"
+log "ok"
