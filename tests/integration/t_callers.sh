@@ -40,7 +40,7 @@ Status: failed ✗" ] || fail "alarm body changed: $(body_of "$f")"
 	fail "alarm From changed: $(header_of "$f" From)"
 [ -n "$(header_of "$f" Date)" ] && [ -n "$(header_of "$f" Message-ID)" ] ||
 	fail "Date or Message-ID not added"
-sink_tool envelopes "$SINK_DIR" | grep -q "admin@example.org" ||
+sink_tool envelopes "$SINK_DIR" | grep -F "admin@example.org" >/dev/null ||
 	fail "alarm not addressed to admin@example.org"
 
 # --- 2. the heartbeat: only a Subject, the recipient as an argument ---
