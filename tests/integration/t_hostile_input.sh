@@ -88,6 +88,15 @@ sys.stdout.write(" ".join("w%d" % i for i in range(20000))[:100000].strip())
 sub longhdr < <(printf 'Subject: '; cat "$W/longhdr.subject"; printf '\n\nbody\n')
 printf 'body\r\n' >"$W/longhdr.body"
 
+# ---- the same through submit --to: a subject with no place to fold
+# becomes RFC 2047 words, a long body line quoted-printable
+head -c 100000 /dev/zero | tr '\0' 'S' >"$W/longsubject.subject"
+# submit --to takes UTF-8 text only, so no \xff here
+tr -d '\377' <"$W/longline.decoded" >"$W/composelong.decoded"
+compose longsubject --subject "$(cat "$W/longsubject.subject")" </dev/null
+compose composelong --subject "long body line" \
+	--body-file "$W/composelong.decoded"
+
 # ---- an 8-bit body without MIME headers: passed unchanged -------------
 printf 'Gr\xc3\xbc\xc3\x9fe \xe2\x82\xac\r\nlatin-1 \xe9\xe8\xff\r\n' \
 	>"$W/eightbit.body"
@@ -256,7 +265,7 @@ for case in cases:
                                             want(case, "body")[:120]))
     if case == "exactmax" and head + b"\r\n" + body != want(case, "whole"):
         bad(case, "not delivered byte for byte as queued")
-    if case == "longline":
+    if case in ("longline", "composelong"):
         cte = one(case, head, "Content-Transfer-Encoding").lower()
         if cte != b"quoted-printable":
             bad(case, "Content-Transfer-Encoding %r" % cte)
@@ -273,7 +282,7 @@ for case in cases:
     if case == "longhdr":
         if one(case, head, "Subject").decode() != want(case, "subject").decode():
             bad(case, "the folded Subject does not unfold to the original")
-    if case in ("subjectutf8", "ctrlsubject"):
+    if case in ("subjectutf8", "ctrlsubject", "longsubject"):
         raw = one(case, head, "Subject")
         for w in re.findall(rb"=\?[^?]*\?[bBqQ]\?[^?]*\?=", raw):
             if len(w) > 75:
