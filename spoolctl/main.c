@@ -36,12 +36,24 @@ void
 ctl_error(const char *fmt, ...)
 {
 	va_list ap;
+	char *line = NULL;
+	int n;
 
-	fprintf(stderr, "%s: ", ctl_progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vasprintf(&line, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (n < 0) {
+		fprintf(stderr, "%s: out of memory\n", ctl_progname);
+		return;
+	}
+	/* Messages quote arguments and replies; a line break or escape
+	 * sequence in one must not make a second line or rewrite the
+	 * terminal, so one failure stays one line. */
+	for (char *c = line; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	fprintf(stderr, "%s: %s\n", ctl_progname, line);
+	free(line);
 }
 
 int

@@ -12,7 +12,8 @@
 
 /* Loads the configuration, printing one line on stderr on error. */
 int ctl_conf_load(struct conf *cf, const char *conf_path);
-/* Prints "PROG: message" on stderr. */
+/* Prints "PROG: message" on stderr as one line: control characters in
+ * the message (quoted arguments, replies) are shown as '?'. */
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern const char *ctl_progname;
 /* Says that only root and the spool's owner may do what ("inspect",

@@ -120,6 +120,13 @@ for v in "${vectors[@]}"; do
 		"ok2@example.net$v"
 done
 log "$n_inject injection attempts refused"
+# error lines quote what they refuse: still one line, no raw escapes
+for args in "show|x"$'\nsecond line\r\e[2J' "delete|x"$'\nDELETE y' \
+	$'frob\nsecond line|x'; do
+	expect "spoolctl $(printf '%q' "$args")" 64 /dev/null "${SC[@]}" \
+		"${args%%|*}" "${args#*|}"
+	! grep -q $'[\r\e]' "$T/err" || fail "raw CR or ESC in: $(cat -A "$T/err")"
+done
 
 # ---- addresses: control characters, bad UTF-8, one over the limits ------
 # addr LOCAL_LEN DOMAIN_LEN: an address of those lengths, labels <= 63
