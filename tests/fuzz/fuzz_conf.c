@@ -1,0 +1,103 @@
+/*
+ * fuzz_conf.c - conf_load on an INI file (inih plus the key parsers:
+ * sizes, durations, lists, ports, transports). The input is the file; it
+ * lives in a memfd so a run writes nothing to disk, and conf_load opens it
+ * by path exactly as spoold does with -c. An accepted configuration must
+ * be one spoold can use without further checks: a route of known
+ * transports, an absolute spool directory, a port and a host on every
+ * smtp transport, retry steps that are positive.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "spool/conf.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+static int conf_fd = -1;
+static char conf_path[64];
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	/* SPOOLD_* variables would be applied on top of every input. */
+	for (char **e = environ; *e != NULL;) {
+		if (strncmp(*e, "SPOOLD_", 7) == 0) {
+			char name[256];
+			size_t n = strcspn(*e, "=");
+
+			snprintf(name, sizeof(name), "%.*s", (int)n, *e);
+			unsetenv(name);
+			continue; /* environ shifted down */
+		}
+		e++;
+	}
+	conf_fd = memfd_create("spoold.conf", MFD_CLOEXEC);
+	if (conf_fd < 0) {
+		perror("memfd_create");
+		abort();
+	}
+	snprintf(conf_path, sizeof(conf_path), "/proc/self/fd/%d", conf_fd);
+	return 0;
+}
+
+static void
+check_usable(const struct conf *cf)
+{
+	if (cf->spool_dir == NULL || cf->spool_dir[0] != '/')
+		abort();
+	if (cf->transport_count == 0 ||
+	    cf->transport_count > CONF_MAX_TRANSPORTS)
+		abort();
+	if (cf->route_count == 0 || cf->route_count > CONF_MAX_TRANSPORTS)
+		abort();
+	for (size_t i = 0; i < cf->route_count; i++)
+		if (cf->route[i] >= cf->transport_count)
+			abort();
+	if (cf->retry_count == 0 || cf->retry_count > CONF_MAX_RETRY ||
+	    cf->concurrency == 0 || cf->max_age <= 0)
+		abort();
+	for (unsigned a = 0; a <= CONF_MAX_RETRY + 2; a++)
+		if (conf_retry_delay(cf, a) <= 0)
+			abort();
+	for (size_t i = 0; i < cf->transport_count; i++) {
+		const struct conf_transport *t = &cf->transports[i];
+
+		if (memchr(t->name, '\0', sizeof(t->name)) == NULL)
+			abort();
+		if (conf_transport_find(cf, t->name) == NULL)
+			abort();
+		if (t->probe_expect_count > CONF_MAX_EXPECT)
+			abort();
+		if (t->type == CONF_TRANSPORT_SMTP &&
+		    (t->host == NULL || t->port == 0 || t->port > 65535))
+			abort();
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct conf cf;
+	char err[512];
+
+	if (ftruncate(conf_fd, 0) < 0 ||
+	    (size > 0 && pwrite(conf_fd, data, size, 0) != (ssize_t)size))
+		abort();
+	err[0] = '\0';
+	if (conf_load(&cf, conf_path, err, sizeof(err)) == 0) {
+		check_usable(&cf);
+		conf_free(&cf);
+	} else if (err[0] == '\0') {
+		abort(); /* every refusal must say why */
+	}
+	return 0;
+}
