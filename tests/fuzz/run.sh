@@ -25,8 +25,10 @@ if ! command -v clang >/dev/null; then
 	exit 1
 fi
 
+# Warnings are gcc's job in the two builds before this one (-Werror there);
+# a warning only clang emits must not stop the fuzzing.
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DSPOOL_FUZZ=ON \
-	-DBUILD_TESTING=OFF >/dev/null
+	-DSPOOL_WERROR=OFF -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" \
 	--target "${targets[@]/#/fuzz_}" >/dev/null
 
