@@ -45,25 +45,78 @@ msg_strlist_free(struct msg_strlist *l)
 	l->n = l->cap = 0;
 }
 
-int
-msg__rcpt_add(struct msg_strlist *l, const char *addr)
+/* A recipient as msg__rcpt_dedupe sorts it: the local part ends at the
+ * last '@', so a quoted local part may hold '@' too. */
+struct rcpt_key {
+	const char *addr;
+	size_t local;
+	size_t idx; /* position in the list: the first of equals is kept */
+};
+
+static int
+rcpt_key_same(const struct rcpt_key *a, const struct rcpt_key *b)
 {
-	const char *at = strrchr(addr, '@');
-	size_t local = at ? (size_t)(at - addr) : strlen(addr);
+	int c;
 
-	for (size_t i = 0; i < l->n; i++) {
-		const char *o = l->v[i];
-		const char *oat = strrchr(o, '@');
-		size_t olocal = oat ? (size_t)(oat - o) : strlen(o);
+	/* The local part belongs to the receiving host, which may treat
+	 * case as significant; the domain never does. */
+	if (a->local != b->local)
+		return a->local < b->local ? -1 : 1;
+	c = memcmp(a->addr, b->addr, a->local);
+	if (c != 0)
+		return c;
+	/* "" (no domain) or "@domain" */
+	return strcasecmp(a->addr + a->local, b->addr + b->local);
+}
 
-		/* The local part belongs to the receiving host, which may
-		 * treat case as significant; the domain never does. */
-		if (olocal == local && memcmp(o, addr, local) == 0 &&
-		    (at == NULL) == (oat == NULL) &&
-		    (at == NULL || strcasecmp(at, oat) == 0))
-			return 0;
+static int
+rcpt_key_cmp(const void *pa, const void *pb)
+{
+	const struct rcpt_key *a = pa, *b = pb;
+	int c = rcpt_key_same(a, b);
+
+	if (c != 0)
+		return c;
+	return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+int
+msg__rcpt_dedupe(struct msg_strlist *l)
+{
+	struct rcpt_key *k;
+	unsigned char *keep;
+	size_t o = 0;
+
+	if (l->n < 2)
+		return 0;
+	k = calloc(l->n, sizeof(*k));
+	keep = calloc(l->n, 1);
+	if (k == NULL || keep == NULL) {
+		free(k);
+		free(keep);
+		return -ENOMEM;
 	}
-	return msg_strlist_add(l, addr);
+	for (size_t i = 0; i < l->n; i++) {
+		const char *at = strrchr(l->v[i], '@');
+
+		k[i].addr = l->v[i];
+		k[i].local = at ? (size_t)(at - l->v[i]) : strlen(l->v[i]);
+		k[i].idx = i;
+	}
+	qsort(k, l->n, sizeof(*k), rcpt_key_cmp);
+	for (size_t i = 0; i < l->n; i++)
+		if (i == 0 || rcpt_key_same(&k[i - 1], &k[i]) != 0)
+			keep[k[i].idx] = 1;
+	for (size_t i = 0; i < l->n; i++) {
+		if (keep[i])
+			l->v[o++] = l->v[i];
+		else
+			free(l->v[i]);
+	}
+	l->n = o;
+	free(k);
+	free(keep);
+	return 0;
 }
 
 static int

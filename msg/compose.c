@@ -245,6 +245,8 @@ msg_compose(const struct msg_compose_opts *o, struct msg_prepared *out,
 		if (rc != 0)
 			goto out;
 	}
+	if (msg__rcpt_dedupe(&out->rcpt) < 0)
+		goto oom;
 
 	if ((rc = msg__date_append(&m, err, errlen)) != 0 ||
 	    (rc = msg__msgid_append(&m, id.host, err, errlen)) != 0 ||

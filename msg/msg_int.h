@@ -106,15 +106,21 @@ typedef int msg__addr_cb(void *arg, const char *addr, size_t end, char *err,
 int msg__addr_list_walk(const char *value, size_t len, msg__addr_cb *cb,
 			void *arg, char *err, size_t errlen);
 
-/* Adds addr unless an equal address is already there: the local part
- * compares exactly, the domain without regard to ASCII case. */
-int msg__rcpt_add(struct msg_strlist *l, const char *addr);
+/*
+ * Removes every address equal to an earlier one, keeping the order of
+ * first appearance: the local part compares exactly, the domain without
+ * regard to ASCII case. Sorts instead of comparing each pair, so that a
+ * hostile list of a million recipients costs seconds, not hours. 0 or
+ * -ENOMEM (l unchanged).
+ */
+int msg__rcpt_dedupe(struct msg_strlist *l);
 
 /*
- * Adds the addresses of arg (one address or a list, as a command-line
- * argument) to l, each with "@host" when it has no domain, checked with
- * msg_addr_check and de-duplicated. Control characters are refused before
- * parsing. what names the argument in err.
+ * Appends the addresses of arg (one address or a list, as a command-line
+ * argument) to l, each with "@host" when it has no domain and checked
+ * with msg_addr_check; msg__rcpt_dedupe removes repeats once all are in.
+ * Control characters are refused before parsing. what names the argument
+ * in err.
  */
 int msg__rcpt_arg(struct msg_strlist *l, const char *arg, const char *host,
 		  const char *what, char *err, size_t errlen);

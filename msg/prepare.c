@@ -123,14 +123,21 @@ name_same(const struct msg_header *a, const struct msg_header *b)
 	       strncasecmp(a->name, b->name, a->name_len) == 0;
 }
 
+/* The index of h's name in names, or -1. */
 static int
-name_in(const struct msg_header *h, const char *const *names, size_t n)
+name_index(const struct msg_header *h, const char *const *names, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (name_is(h, names[i]))
-			return 1;
+			return (int)i;
 	}
-	return 0;
+	return -1;
+}
+
+static int
+name_in(const struct msg_header *h, const char *const *names, size_t n)
+{
+	return name_index(h, names, n) >= 0;
 }
 
 /* Never stored: Bcc must not reach any recipient, the relay writes
@@ -615,7 +622,7 @@ rcpt_cb(void *arg, const char *addr, size_t end, char *err, size_t errlen)
 	if (q == NULL)
 		return msg__oom(err, errlen);
 	r = msg_addr_check(q, 0, err, errlen);
-	if (r == 0 && msg__rcpt_add(rc->list, q) < 0)
+	if (r == 0 && msg_strlist_add(rc->list, q) < 0)
 		r = msg__oom(err, errlen);
 	free(q);
 	return r;
@@ -739,26 +746,32 @@ headers_emit(const struct msg_headers *hs, const char *host, struct msg_buf *b,
 	     int *has, char *err, size_t errlen)
 {
 	struct msg_buf merged = {0};
+	/* Which single and merged fields were seen: one flag each, as
+	 * comparing every field with all before it made a hostile header
+	 * of 100,000 fields take minutes. */
+	unsigned char seen_single[ARRAY_SIZE(fields_single)] = {0};
+	unsigned char seen_merged[ARRAY_SIZE(fields_merged)] = {0};
 	int rc = 0;
 
 	for (size_t i = 0; i < hs->n && rc == 0; i++) {
 		const struct msg_header *h = &hs->h[i];
 		const char *raw = h->start;
 		size_t len = h->len;
-		int dup = 0;
+		int si, mi;
 
 		if (name_in(h, fields_dropped, ARRAY_SIZE(fields_dropped)))
 			continue;
-		for (size_t j = 0; j < i; j++)
-			dup |= name_same(&hs->h[j], h);
-		if (dup &&
-		    (name_in(h, fields_single, ARRAY_SIZE(fields_single)) ||
-		     name_in(h, fields_merged, ARRAY_SIZE(fields_merged))))
+		si = name_index(h, fields_single, ARRAY_SIZE(fields_single));
+		mi = name_index(h, fields_merged, ARRAY_SIZE(fields_merged));
+		if ((si >= 0 && seen_single[si]) ||
+		    (mi >= 0 && seen_merged[mi]))
 			continue;
-		if (!dup &&
-		    name_in(h, fields_merged, ARRAY_SIZE(fields_merged))) {
+		if (si >= 0)
+			seen_single[si] = 1;
+		if (mi >= 0) {
 			int any = h->value_len > 0;
 
+			seen_merged[mi] = 1;
 			merged.len = 0;
 			while (len > 0 &&
 			       (raw[len - 1] == '\r' || raw[len - 1] == '\n'))
@@ -951,6 +964,8 @@ msg_prepare(const char *in, size_t len, const struct msg_submit_opts *o,
 		if (rc != 0)
 			goto out;
 	}
+	if (msg__rcpt_dedupe(&out->rcpt) < 0)
+		goto oom;
 	if (out->rcpt.n == 0) {
 		rc = msg__err(err, errlen, EX_USAGE, "no recipients");
 		goto out;

@@ -912,6 +912,51 @@ test_prepare_full_name_injection(void **state)
 	}
 }
 
+/* A hostile header of many fields and many repeated recipients: every
+ * field kept or merged as for a small one, recipients de-duplicated in
+ * order of first appearance (the domain without regard to case). Pairwise
+ * comparison made this take minutes; it must stay a matter of counts. */
+static void
+test_prepare_many_fields(void **state)
+{
+	enum { NADDR = 30000, NTO = 2 * NADDR, NFILL = 60000, NDATE = 1000 };
+	struct msg_submit_opts o;
+	struct msg_prepared p;
+	char *in, *w, err[256], want[64];
+	size_t cap = (size_t)(NTO + NFILL + NDATE) * 48 + 64;
+
+	(void)state;
+	in = malloc(cap);
+	assert_non_null(in);
+	w = in;
+	for (int i = 0; i < NTO; i++) {
+		/* each address twice: u1@Example.NET, later u1@example.net */
+		w += sprintf(w, "To: u%d@%s\nX-Filler: %d\n", i % NADDR,
+			     i < NADDR ? "Example.NET" : "example.net", i);
+		if (i < NDATE)
+			w += sprintf(
+			    w, "Date: Tue, 24 Nov 2026 10:00:%02d +0000\n",
+			    i % 60);
+	}
+	w += sprintf(w, "\nbody\n");
+	assert_true((size_t)(w - in) < cap);
+	opts_init(&o);
+	o.extract_rcpts = 1;
+	if (msg_prepare(in, (size_t)(w - in), &o, NULL, 0, &p, err,
+			sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_int_equal(p.rcpt.n, NADDR);
+	for (int i = 0; i < NADDR; i += 997) {
+		snprintf(want, sizeof(want), "u%d@Example.NET", i);
+		assert_string_equal(p.rcpt.v[i], want);
+	}
+	assert_int_equal(header_count(p.data, p.len, "To"), 1);
+	assert_int_equal(header_count(p.data, p.len, "Date"), 1);
+	assert_int_equal(header_count(p.data, p.len, "X-Filler"), NFILL);
+	msg_prepared_free(&p);
+	free(in);
+}
+
 static void
 test_prepare_sender(void **state)
 {
@@ -1580,6 +1625,7 @@ main(void)
 	    cmocka_unit_test(test_prepare_rcpts),
 	    cmocka_unit_test(test_prepare_refusals),
 	    cmocka_unit_test(test_prepare_full_name_injection),
+	    cmocka_unit_test(test_prepare_many_fields),
 	    cmocka_unit_test(test_prepare_sender),
 	    cmocka_unit_test(test_prepare_qualifies_headers),
 	    cmocka_unit_test(test_prepare_merges_to),
