@@ -90,6 +90,20 @@ smtp_judge(const struct smtp_result *res, struct transport_msg *tm,
 	return relay_failed;
 }
 
+const char *
+smtp_batch_refusal(const struct smtp_result *res, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int mail = res[i].mail.code, data = res[i].data.code;
+
+		if (mail / 100 == 4 || mail == 530)
+			return res[i].mail.text;
+		if (mail / 100 == 2 && data / 100 == 4)
+			return res[i].data.text;
+	}
+	return NULL;
+}
+
 /* ---- credentials ------------------------------------------------------ */
 
 int

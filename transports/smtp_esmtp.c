@@ -20,6 +20,12 @@
  * on. poll() is interposed too, so that on a session socket at EOF it
  * fails (ECONNRESET) instead; libESMTP then ends the session as a
  * dropped connection.
+ *
+ * libESMTP's stage timeouts bound each read, not each reply: a relay that
+ * trickles a byte every few seconds would hold a delivery thread for
+ * minutes. The poll() interposer therefore also bounds the wait for a
+ * whole reply (from the first poll for it to its last line) by the
+ * transport's timeout.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -53,6 +59,12 @@
 static __thread int64_t session_connect_timeout;
 /* The socket of this thread's SMTP session, -1 outside one. */
 static __thread int session_fd = -1;
+/* Milliseconds a whole reply may take in this thread's session, 0 outside
+ * one; when the reply now awaited must be complete (monotonic ms, 0: none
+ * awaited); and whether a wait ran out. */
+static __thread int64_t session_reply_ms;
+static __thread int64_t reply_deadline_ms;
+static __thread int reply_expired;
 
 typedef int connect_fn(int, __CONST_SOCKADDR_ARG, socklen_t);
 typedef int poll_fn(struct pollfd *, nfds_t, int);
@@ -124,17 +136,54 @@ sock_at_eof(int fd)
 			  errno != EINTR);
 }
 
+/* 1 if this poll waits for the session socket to become readable. */
+static int
+polls_session_reply(const struct pollfd *fds, nfds_t nfds)
+{
+	if (session_fd < 0 || session_reply_ms <= 0)
+		return 0;
+	for (nfds_t i = 0; i < nfds; i++)
+		if (fds[i].fd == session_fd && (fds[i].events & POLLIN))
+			return 1;
+	return 0;
+}
+
+/* Shortens a wait for a reply to what is left of the reply's time; -1
+ * once none is left. */
+static int
+reply_wait_clamp(int timeout)
+{
+	int64_t now = time_mono_ms(), left;
+
+	if (reply_deadline_ms == 0)
+		reply_deadline_ms = now + session_reply_ms;
+	left = reply_deadline_ms - now;
+	if (left <= 0) {
+		reply_expired = 1;
+		return -1;
+	}
+	return timeout < 0 || timeout > left ? (int)left : timeout;
+}
+
 int
 poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
-	int rc;
+	int rc, reply_wait;
 
 	pthread_once(&real_fns_once, real_fns_find);
 	if (real_poll == NULL) {
 		errno = ENOSYS;
 		return -1;
 	}
+	reply_wait = polls_session_reply(fds, nfds);
+	if (reply_wait && (timeout = reply_wait_clamp(timeout)) < 0) {
+		for (nfds_t i = 0; i < nfds; i++)
+			fds[i].revents = 0;
+		return 0; /* libESMTP takes it for its own timeout */
+	}
 	rc = real_poll(fds, nfds, timeout);
+	if (rc == 0 && reply_wait && time_mono_ms() >= reply_deadline_ms)
+		reply_expired = 1;
 	if (rc <= 0 || session_fd < 0)
 		return rc;
 	for (nfds_t i = 0; i < nfds; i++)
@@ -156,6 +205,11 @@ struct smtp_session_state {
 	int authenticated; /* the server answered 235 */
 	char password[PASSWORD_MAX];
 	char event[QUEUE_REPLY_MAX]; /* the reason the relay failed */
+	int mail_sent;		     /* a MAIL FROM has been written */
+	/* The first 4xx/5xx before any MAIL FROM (greeting, EHLO, HELO,
+	 * STARTTLS): libESMTP turns it into no error, or "dropped
+	 * connection" after a 421, which hides what the relay said. */
+	char refusal[256];
 };
 
 /* What the message callback reads: the message with CRLF line ends. */
@@ -222,6 +276,46 @@ smtp_event(smtp_session_t session, int event, void *arg, ...)
 	snprintf(st->event, sizeof(st->event), "%s: %s", st->t->hostport, why);
 }
 
+/* A reply's last line ("250 ok", not "250-...") ends the wait for it. */
+static void
+reply_end_note(const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((eol ? eol : end) - p);
+
+		if (n >= 3 && (n == 3 || p[3] != '-'))
+			reply_deadline_ms = 0;
+		p = eol ? eol + 1 : end;
+	}
+}
+
+/* Keeps the first refusal line of buf read before MAIL FROM. */
+static void
+refusal_note(struct smtp_session_state *st, const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+
+	if (st->mail_sent || st->refusal[0] != '\0')
+		return;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((eol ? eol : end) - p);
+
+		if (n >= 3 && (p[0] == '4' || p[0] == '5')) {
+			if (n >= sizeof(st->refusal))
+				n = sizeof(st->refusal) - 1;
+			memcpy(st->refusal, p, n);
+			st->refusal[n] = '\0';
+			st->refusal[strcspn(st->refusal, "\r\n")] = '\0';
+			return;
+		}
+		p = eol ? eol + 1 : end;
+	}
+}
+
 /* Follows the AUTH exchange in the protocol stream (libESMTP reports
  * neither success nor failure). Written data is never kept: it holds the
  * credentials. */
@@ -232,7 +326,13 @@ smtp_monitor(const char *buf, int len, int writing, void *arg)
 	char line[256];
 	size_t n;
 
+	if (!writing && len > 0) {
+		reply_end_note(buf, (size_t)len);
+		refusal_note(st, buf, (size_t)len);
+	}
 	if (writing) {
+		if (len >= 5 && strncasecmp(buf, "MAIL ", 5) == 0)
+			st->mail_sent = 1;
 		/* LOGIN's follow-up lines are base64 and stay in_auth */
 		if (len >= 5 && strncasecmp(buf, "AUTH ", 5) == 0)
 			st->in_auth = 1;
@@ -434,6 +534,7 @@ smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 	struct smtp_batch b = {0};
 	auth_context_t auth = NULL;
 	smtp_session_t s = NULL;
+	const char *refusal;
 	char why[256];
 	int rc;
 
@@ -452,24 +553,40 @@ smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 			goto out;
 
 	session_connect_timeout = t->connect_timeout;
+	session_reply_ms = t->timeout * 1000;
+	reply_deadline_ms = 0;
+	reply_expired = 0;
 	smtp_tls_expect_host(t->host);
 	smtp_tls_error_clear();
 	(void)smtp_start_session(s); /* its verdict means little */
 	smtp_tls_expect_host(NULL);
 	session_connect_timeout = 0;
+	session_reply_ms = 0;
 	session_fd = -1;
 
-	/* the most specific reason first */
+	/* the most specific reason first; smtp_errno() is not reset by a
+	 * session, so the relay's own words beat it */
+	batch_collect(&b, msgs);
+	refusal = smtp_batch_refusal(b.res, n);
 	smtp_strerror(smtp_errno(), why, sizeof(why));
 	if (smtp_tls_error()[0] != '\0')
 		snprintf(sess->diag, sizeof(sess->diag), "%s: TLS: %s",
 			 t->hostport, smtp_tls_error());
 	else if (st.event[0] != '\0')
 		str_copy(sess->diag, st.event, sizeof(sess->diag));
+	else if (reply_expired)
+		snprintf(sess->diag, sizeof(sess->diag),
+			 "%s: no complete reply within %llds", t->hostport,
+			 (long long)t->timeout);
+	else if (st.refusal[0] != '\0')
+		snprintf(sess->diag, sizeof(sess->diag), "%s: refused: %s",
+			 t->hostport, st.refusal);
+	else if (refusal != NULL)
+		snprintf(sess->diag, sizeof(sess->diag), "%s: refused: %s",
+			 t->hostport, refusal);
 	else
 		snprintf(sess->diag, sizeof(sess->diag), "%s: %s", t->hostport,
 			 why);
-	batch_collect(&b, msgs);
 	for (size_t i = 0; i < n; i++)
 		if (smtp_judge(&b.res[i], &msgs[i], sess->diag))
 			sess->relay_failed = 1;

@@ -50,6 +50,10 @@ struct smtp_result {
 int smtp_judge(const struct smtp_result *res, struct transport_msg *tm,
 	       const char *diag);
 
+/* The first reply among n results that made the relay fail (a 4xx or 530
+ * to MAIL, a 4xx to the data), for the session's diagnosis; or NULL. */
+const char *smtp_batch_refusal(const struct smtp_result *res, size_t n);
+
 void smtp_reply_set(struct smtp_reply *r, int code, const char *text);
 
 /* Reads the password (the Mailu token) now: 0, or -errno with a reason
