@@ -36,6 +36,8 @@ import os
 import sys
 import time
 
+# the import must leave no __pycache__ in the source tree
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import capture_sink  # noqa: E402  (the directory goes on the path first)
 
