@@ -5,8 +5,10 @@
 # submit and sendmail that reaches a header or the envelope, control
 # characters and invalid UTF-8 in addresses, addresses one octet over the
 # RFC 5321 limits, NUL bytes, a message one byte over max_size, a header
-# line that cannot be folded, and configuration files with an over-long
-# line or a '#' inside a value (78, naming file:line, for spoolctl and
+# line that cannot be folded, --wait values out of range, queue ids and
+# command names with line breaks (the error line shows them as '?'), and
+# configuration files with an over-long line, a '#' inside a value or a
+# number that would overflow (78, naming file:line, for spoolctl and
 # spoold). What is accepted instead is checked at a sink by
 # t_hostile_input.sh.
 . "$(dirname "$0")/lib.sh"
@@ -170,6 +172,11 @@ for bad in $'ok\t@example.net' $'ok\x01@example.net' $'ok\x7f@example.net' \
 	expect "address $shown in To: with -t" 65 "$T/hdrto" "${SM[@]}" -t -i
 done
 
+for w in 0 -5 1e9 abc 86401 18446744073709551617; do
+	expect "submit --wait=$w" 64 "$T/good" "${SC[@]}" submit --wait="$w" \
+		ok@example.net
+done
+
 # ---- the message itself -------------------------------------------------
 printf 'body with a \0 NUL\n' >"$T/nulbody"
 expect "NUL in --body-file" 65 /dev/null "${SC[@]}" submit \
@@ -221,10 +228,13 @@ conf_with "$long_ok" "$T/conf-198"
 "$SPOOLCTL" -c "$T/conf-198" submit ok@example.net <"$T/good" \
 	>/dev/null 2>"$T/err" ||
 	fail "a 198-octet configuration line was refused: $(cat "$T/err")"
-for c in long hash; do
+for c in long hash port timeout; do
 	case $c in
 	long) conf_with "${long_ok}h" "$T/conf-$c" ;;
 	hash) conf_with "helo = relay.example # old name" "$T/conf-$c" ;;
+	port) conf_with "port = 65561" "$T/conf-$c" ;;
+	# 2^64 seconds: must not wrap around to a small number
+	timeout) conf_with "timeout = 18446744073709551617s" "$T/conf-$c" ;;
 	esac
 	where="$T/conf-$c:$LINENO_ADDED:"
 	expect "conf $c: spoolctl" 78 "$T/good" "$SPOOLCTL" -c "$T/conf-$c" \
