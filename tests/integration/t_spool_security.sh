@@ -58,8 +58,9 @@ done
 cp "$CONF" "$T/pw.conf"
 printf 'password = hunter2\n' >>"$T/pw.conf"
 rc=$(rc_of "$SPOOLCTL" -c "$T/pw.conf" status)
-[ "$rc" = 78 ] && grep -q 'password: unknown key' "$T/err" ||
+if [ "$rc" != 78 ] || ! grep -q 'password: unknown key' "$T/err"; then
 	fail "a password key in the file: exit $rc: $(cat "$T/err")"
+fi
 ! grep -q hunter2 "$T/err" "$T/out" || fail "the password was echoed"
 rc=$(rc_of env SPOOLD_TRANSPORT_LOCAL_PASSWORD=hunter2 "$SPOOLCTL" \
 	-c "$CONF" status)
@@ -142,11 +143,11 @@ check_modes "spoold running, messages queued, deferred, held and failed"
 # SPOOL/ctl.sock as USER and prints the reply, or "CLOSED" if the daemon
 # closed the connection without one.
 ctl() {
-	local user=$1
+	local who=$1
 	shift
 	local run=()
-	[ "$user" = root ] || run=(setpriv --reuid="$user" \
-		--regid="$(id -g "$user")" --clear-groups)
+	[ "$who" = root ] || run=(setpriv --reuid="$who" \
+		--regid="$(id -g "$who")" --clear-groups)
 	"${run[@]}" "$SYS_PY" - "$SPOOL/ctl.sock" "$1" <<'EOF'
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -174,8 +175,9 @@ snapshot() {
 }
 before=$(snapshot)
 sent_before=$(sink_count)
-[ "$(ctl nobody PING)" != CLOSED ] && ctl nobody PING | grep -q '^OK' ||
-	fail "nobody cannot reach the daemon at all: the test proves nothing"
+reply=$(ctl nobody PING)
+[[ "$reply" == OK* ]] ||
+	fail "nobody cannot reach the daemon ($reply): the test proves nothing"
 n_refused=0
 for req in "HOLD $def" "DELETE $def" "FLUSH $def" "FLUSH" "RELEASE $held" \
 	"DELETE $held" "REQUEUE $failid" "DELETE $failid" \
