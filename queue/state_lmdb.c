@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "queue_int.h"
@@ -586,6 +587,15 @@ state_remove(const char *spool_dir)
 	return rc;
 }
 
+int
+state_reader_check(struct state *st)
+{
+	int dead = 0, rc;
+
+	rc = mdb_reader_check(st->env, &dead);
+	return rc != 0 ? state_err(rc) : dead;
+}
+
 /* ---- transactions ----------------------------------------------------- */
 
 /*
@@ -598,6 +608,8 @@ state_grow(struct state *st)
 {
 	MDB_envinfo info;
 
+	/* pages pinned by a reader that died are what filled it, maybe */
+	state_reader_check(st);
 	if (mdb_env_info(st->env, &info) != 0)
 		return;
 	if (info.me_mapsize >= STATE_MAPSIZE_MAX / 2)
@@ -933,6 +945,114 @@ state_foreach(struct state_txn *txn,
 	if (ret != 0)
 		return ret;
 	return rc == MDB_NOTFOUND ? 0 : state_err(rc);
+}
+
+static int
+state_verify_record(const struct queue_msg_info *m, void *arg)
+{
+	(void)m;
+	(void)arg;
+	return 0;
+}
+
+/* Reads every key and value of dbi: touches each page a reader reaches. */
+static int
+state_verify_dbi(MDB_txn *txn, MDB_dbi dbi, size_t key_len)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	volatile unsigned char sum = 0;
+	int rc, bad = 0;
+
+	rc = mdb_cursor_open(txn, dbi, &cur);
+	if (rc != 0)
+		return state_err(rc);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const unsigned char *p = v.mv_data;
+
+		if (key_len != 0 && k.mv_size != key_len) {
+			bad = 1;
+			break;
+		}
+		/* overflow pages are only touched when read */
+		for (size_t i = 0; i < v.mv_size; i += 512)
+			sum ^= p[i];
+	}
+	mdb_cursor_close(cur);
+	if (bad)
+		return -EBADMSG;
+	return rc == MDB_NOTFOUND ? 0 : state_err(rc);
+}
+
+static int
+state_verify_all(const char *spool_dir)
+{
+	struct state *st;
+	struct state_txn *txn;
+	char err[256];
+	int rc;
+
+	rc = state_open(&st, spool_dir, 1, err, sizeof(err));
+	if (rc < 0)
+		return rc;
+	rc = state_begin(st, 0, &txn);
+	if (rc == 0) {
+		/* 0 is LMDB's free-page list, which writers follow */
+		rc = state_verify_dbi(txn->txn, 0, 0);
+		if (rc == 0)
+			rc = state_verify_dbi(txn->txn, st->due,
+					      STATE_DUE_KEY_LEN);
+		if (rc == 0)
+			rc = state_verify_dbi(txn->txn, st->meta, 0);
+		if (rc == 0)
+			rc = state_foreach(txn, state_verify_record, NULL);
+		state_abort(txn);
+	}
+	state_close(st);
+	return rc;
+}
+
+int
+state_verify(const char *spool_dir, char *err, size_t errlen)
+{
+	int status, rc;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		state_errf(err, errlen, "state: cannot fork to check it: %s",
+			   strerror(-rc));
+		return rc;
+	}
+	if (pid == 0) {
+		rc = state_verify_all(spool_dir);
+		_exit(rc == -EBADMSG ? 2 : 0);
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			rc = -errno;
+			state_errf(err, errlen,
+				   "state: waiting for its check: %s",
+				   strerror(-rc));
+			return rc;
+		}
+	}
+	if (WIFSIGNALED(status)) {
+		state_errf(err, errlen,
+			   "state: reading %s/state crashed its check (signal "
+			   "%d)",
+			   spool_dir, WTERMSIG(status));
+		return -EBADMSG;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+		state_errf(err, errlen,
+			   "state: %s/state is truncated or corrupt",
+			   spool_dir);
+		return -EBADMSG;
+	}
+	return 0;
 }
 
 int

@@ -24,7 +24,6 @@
 #include "spool/log.h"
 #include "spool/probe.h"
 #include "spool/util.h"
-#include "bounce.h"
 #include "spoold.h"
 
 #define PID_FILE_NAME "spoold.pid"
@@ -147,6 +146,12 @@ on_rescan(uv_timer_t *t)
 
 	if (n > 0)
 		log_info("removed %d abandoned file(s) from tmp/", n);
+	n = state_reader_check(d->state);
+	if (n > 0)
+		log_info("state: freed %d reader slot(s) of dead processes", n);
+	else if (n < 0)
+		log_warn("state: reader check: %s", strerror(-n));
+	sched_repair(d);
 	sched_pickup_soon(d, NULL);
 }
 
@@ -250,8 +255,11 @@ on_hup(uv_signal_t *s, int signum)
 static int
 daemon_open_state(struct daemon *d, char *err, size_t errlen)
 {
-	int rc = state_open(&d->state, d->gen->cf.spool_dir, 0, err, errlen);
+	int rc = state_verify(d->gen->cf.spool_dir, err, errlen);
 
+	if (rc == 0)
+		rc =
+		    state_open(&d->state, d->gen->cf.spool_dir, 0, err, errlen);
 	if (rc == -EBADMSG) {
 		log_warn("state unreadable (%s); rebuilding it from the spool",
 			 err);
@@ -272,11 +280,6 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	rc = probe_engine_new(&d->probes, d->loop, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = bounce_limiter_new(&d->bounces);
-	if (rc < 0) {
-		snprintf(err, errlen, "out of memory");
-		return rc;
-	}
 	rc = health_sync(d);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -429,7 +432,6 @@ out:
 	/* else: threads still in a session hold the spool and the
 	 * transports; the process exit releases them */
 	free(d.pending);
-	bounce_limiter_free(d.bounces);
 	close(lock_fd);
 	log_info("stopped");
 	return rc;

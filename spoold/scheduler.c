@@ -19,7 +19,6 @@
 
 #include "spool/log.h"
 #include "spool/util.h"
-#include "bounce.h"
 #include "spoold.h"
 
 static int64_t
@@ -519,30 +518,6 @@ msg_fail(struct daemon *d, struct queue_msg_info *m, const char *why, int move)
 	log_info("id=%s status=failed reply=\"%s\"", m->id, why);
 }
 
-/* A failure notice to the sender of m, which has just failed, if the
- * configuration asks for notices. A notice that cannot be queued is
- * logged and not retried: the message itself stays in failed/. */
-static void
-msg_bounce(struct daemon *d, const struct queue_msg_info *m)
-{
-	char id[QUEUE_ID_LEN + 1], err[512];
-	int rc;
-
-	if (!d->gen->cf.bounce || m->state != QUEUE_MSG_FAILED)
-		return;
-	rc = bounce_queue(d->spool, d->bounces, m, now_s(), id, err,
-			  sizeof(err));
-	if (rc == 1)
-		log_info("id=%s notice=%s to=<%s> status=queued", m->id, id,
-			 m->sender);
-	else if (rc == -EBUSY)
-		log_warn("id=%s notice to=<%s> status=suppressed reason=\"%s\"",
-			 m->id, m->sender, err);
-	else if (rc < 0)
-		log_err("id=%s notice to=<%s> status=error reason=\"%s\"",
-			m->id, m->sender, err);
-}
-
 /* Applies one message's outcome to its record; 1 if it goes on to the
  * next transport of the route in this same attempt. */
 static int
@@ -579,7 +554,6 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 		why = first_reply(jm, DELIV_PERMFAIL);
 		msg_fail(d, m, why ? why : "a recipient failed earlier",
 			 !jm->moved_failed);
-		msg_bounce(d, m);
 		return 0;
 	}
 	why = jm->file_error ? "cannot record the outcome in the spool file"
@@ -596,7 +570,6 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 		snprintf(buf, sizeof(buf), "expired after %llds: %s",
 			 (long long)cf->max_age, why);
 		msg_fail(d, m, buf, 1);
-		msg_bounce(d, m);
 		return 0;
 	}
 	m->state = QUEUE_MSG_DEFERRED;
@@ -667,10 +640,13 @@ sched_job_done(struct daemon *d, struct job *job)
 	if (pos < job->gen->cf.route_count)
 		next = job_new(job->gen, pos, job->n);
 	rc = outcomes_write(d, job, next);
-	if (rc < 0)
+	if (rc < 0) {
 		/* Each recipient's outcome is in the spool file already;
-		 * the message is retried from there. */
+		 * the message is retried from there once its record leaves
+		 * "delivering" (sched_repair). */
 		log_err("cannot record delivery results: %s", strerror(-rc));
+		d->state_repair = 1;
+	}
 	if (next != NULL && next->n > 0 && rc >= 0 && !d->stopping) {
 		job_start(d, next);
 	} else if (next != NULL) {
@@ -679,10 +655,37 @@ sched_job_done(struct daemon *d, struct job *job)
 	}
 	generation_put(job->gen);
 	job_free(job);
-	if (d->stopping)
+	if (d->stopping) {
 		daemon_maybe_finish(d);
-	else
-		sched_run(d);
+		return;
+	}
+	sched_repair(d);
+	sched_run(d);
+}
+
+static int sched_reconcile(struct daemon *d, size_t *rebuilt);
+
+void
+sched_repair(struct daemon *d)
+{
+	size_t rebuilt = 0;
+	int rc;
+
+	/* a record that says "delivering" may be in flight: only with no
+	 * job running is every such record a stale one */
+	if (!d->state_repair || d->jobs_running > 0 || d->stopping)
+		return;
+	rc = sched_reconcile(d, &rebuilt);
+	if (rc < 0) {
+		log_warn("cannot put undecided messages back in the queue "
+			 "yet: %s",
+			 strerror(-rc));
+		return;
+	}
+	d->state_repair = 0;
+	log_info("put messages whose results were not recorded back in the "
+		 "queue");
+	sched_run(d);
 }
 
 /* ---- flush --------------------------------------------------------- */
@@ -958,19 +961,50 @@ out:
 	return rc;
 }
 
+static int
+sched_reconcile(struct daemon *d, size_t *rebuilt)
+{
+	struct state_txn *txn;
+	int rc = state_begin(d->state, 1, &txn);
+
+	if (rc < 0)
+		return rc;
+	rc = reconcile(d, txn, rebuilt);
+	if (rc < 0) {
+		state_abort(txn);
+		return rc;
+	}
+	return state_commit(txn);
+}
+
 int
 sched_start(struct daemon *d, char *err, size_t errlen)
 {
-	struct state_txn *txn;
+	const char *dir = d->gen->cf.spool_dir;
 	size_t rebuilt = 0;
-	int rc = state_begin(d->state, 1, &txn);
+	int rc = sched_reconcile(d, &rebuilt);
 
-	if (rc == 0) {
-		rc = reconcile(d, txn, &rebuilt);
+	/* The check at open reads every page but cannot foresee every
+	 * write: a tree LMDB rejects while reconciling is derived data all
+	 * the same, so rebuild it once rather than refuse to start. */
+	if (rc == -EBADMSG || rc == -EIO) {
+		log_warn("state unusable while reconciling (%s); rebuilding "
+			 "it from the spool",
+			 strerror(-rc));
+		state_close(d->state);
+		d->state = NULL;
+		rc = state_remove(dir);
+		if (rc < 0) {
+			snprintf(err, errlen,
+				 "cannot remove the state in %s: %s", dir,
+				 strerror(-rc));
+			return rc;
+		}
+		rc = state_open(&d->state, dir, 0, err, errlen);
 		if (rc < 0)
-			state_abort(txn);
-		else
-			rc = state_commit(txn);
+			return rc;
+		rebuilt = 0;
+		rc = sched_reconcile(d, &rebuilt);
 	}
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot reconcile the state with %s: %s",

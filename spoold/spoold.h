@@ -61,7 +61,6 @@ struct workers;
 struct health;
 struct probe_engine;
 struct probe_waiter;
-struct bounce_limiter;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -73,7 +72,6 @@ struct daemon {
 	struct health *health;	     /* per transport, by name */
 	struct probe_engine *probes; /* HTTP reachability probes */
 	struct probe_waiter *probe_waiters;
-	struct bounce_limiter *bounces; /* failure notice rate limits */
 
 	uv_fs_event_t new_watch;
 	uv_timer_t pickup_timer; /* runs pickup once per loop turn */
@@ -90,6 +88,9 @@ struct daemon {
 	size_t npending, cap_pending;
 
 	unsigned jobs_running;
+	/* a job's results could not be written: its records still say
+	 * "delivering" until sched_repair runs with no job in flight */
+	int state_repair;
 	int stopping;
 	int64_t due_armed; /* unix time the due timer is armed for, 0 none */
 };
@@ -98,6 +99,9 @@ struct daemon {
 int sched_start(struct daemon *d, char *err, size_t errlen);
 void sched_pickup_soon(struct daemon *d, const char *name);
 void sched_run(struct daemon *d);
+/* With no job in flight, puts records left "delivering" back in the
+ * queue if a job's results could not be written (state_repair). */
+void sched_repair(struct daemon *d);
 /* Picks up what new/ holds now, on the loop thread. */
 void sched_pickup_now(struct daemon *d);
 

@@ -552,6 +552,17 @@ spool_files() {
 	echo "$n"
 }
 
+# wait_spool_empty SECONDS: until new/ and cur/ hold no message file.
+wait_spool_empty() {
+	local deadline=$(($(date +%s) + $1))
+	until [ "$(spool_files new cur)" = 0 ]; do
+		[ "$(date +%s)" -lt "$deadline" ] ||
+			fail "spool still holds $(spool_files new cur) message(s)" \
+				"after $1 s"
+		sleep 0.2
+	done
+}
+
 # make_msg FILE SUBJECT [BODY_BYTES]: writes a CRLF message with a unique
 # Message-ID (printed) and a body of about BODY_BYTES bytes.
 make_msg() {

@@ -4,13 +4,23 @@
 Subcommands (DIR is a sink directory):
   envelopes DIR             one line per transaction: N from=<..> to=a,b
   rcpt-counts DIR           "COUNT ADDRESS" per envelope recipient
-  msgids DIR                "COUNT MESSAGE-ID" per distinct Message-ID
+  msgids DIR [--after N]    "COUNT MESSAGE-ID" per distinct Message-ID
+                            (of the transactions numbered above N)
   find-msgid DIR MSGID      numbers of the transactions carrying MSGID
   body DIR N [--strip-received]
                             the captured bytes of transaction N, optionally
                             without the Received: fields a relay prepended
   spool-message FILE        the message part of a spool file
   spool-envelope FILE       the envelope of a spool file as JSON
+  spool-pending SPOOL       Message-IDs of spool files (new/, cur/) with
+                            a recipient still to deliver
+  tally SUBMITTED COUNTS [--queued FILE] [--allowed FILE]
+                            prints "submitted=N delivered=N (unique=N
+                            duplicates=N) queued=N lost=N" for the keys in
+                            SUBMITTED, COUNTS holding "COUNT KEY" lines (as
+                            msgids prints); --queued lists keys still in the
+                            spool; --allowed the keys in flight at a crash,
+                            once per crash (each allows one more copy). Prints each problem; exit 1 if any.
   json EXPR                 evaluates EXPR with d = JSON from stdin, prints
                             the result (JSON for lists/dicts)
   verify DIR LIST --from ADDR --rcpt ADDR [--strip-received]
@@ -91,6 +101,71 @@ def spool_split(path):
     return data[:end + 1], data[end + 2:]
 
 
+def spool_pending(spool):
+    """Message-IDs of the spool files in new/ and cur/ that still have a
+    recipient to deliver (an R line)."""
+    mids = []
+    for sub in ("new", "cur"):
+        d = os.path.join(spool, sub)
+        for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            if name.startswith("."):
+                continue
+            try:
+                head, body = spool_split(os.path.join(d, name))
+            except FileNotFoundError:
+                continue  # delivered and removed while we looked
+            if any(l.startswith(b"R ") for l in head.split(b"\n")):
+                mids.append(message_id(body))
+    return mids
+
+
+def read_keys(path):
+    with open(path) as f:
+        return [l.strip() for l in f if l.strip()]
+
+
+def tally(submitted, counts, opts):
+    """The 'tally' subcommand: the count line and the problems found.
+    SUBMITTED lists one key per accepted message, COUNTS holds
+    "COUNT KEY" per delivered key (msgids' output); --queued FILE lists
+    keys still in the spool, --allowed FILE the keys that were in flight
+    at a crash, once per crash: each listing allows one more copy."""
+    queued, allowed = set(), None
+    for i in range(0, len(opts), 2):
+        if opts[i] == "--queued":
+            queued = set(read_keys(opts[i + 1]))
+        elif opts[i] == "--allowed":
+            allowed = {}
+            for k in read_keys(opts[i + 1]):
+                allowed[k] = allowed.get(k, 0) + 1
+        else:
+            raise ValueError("tally: unknown option %r" % opts[i])
+    sub = read_keys(submitted)
+    got = {}
+    for line in read_keys(counts):
+        n, key = line.split(None, 1)
+        got[key] = got.get(key, 0) + int(n)
+    subset = set(sub)
+    delivered = sum(got.get(k, 0) for k in subset)
+    unique = sum(1 for k in subset if got.get(k, 0) > 0)
+    still = sum(1 for k in subset if got.get(k, 0) == 0 and k in queued)
+    lost = [k for k in sub if got.get(k, 0) == 0 and k not in queued]
+    problems = ["lost: %s" % k for k in lost[:10]]
+    problems += ["unknown message delivered: %s" % k
+                 for k in sorted(set(got) - subset)[:10]]
+    if len(subset) != len(sub):
+        problems.append("submitted keys are not distinct")
+    for k in sorted(subset):
+        # each crash it was in flight at allows one more copy
+        if allowed is not None and got.get(k, 0) > 1 + allowed.get(k, 0):
+            problems.append("%s arrived %d times, in flight at %d crash(es)"
+                            % (k, got[k], allowed.get(k, 0)))
+    line = ("submitted=%d delivered=%d (unique=%d duplicates=%d) queued=%d "
+            "lost=%d" % (len(sub), delivered, unique, delivered - unique,
+                         still, len(lost)))
+    return line, problems
+
+
 def verify(directory, listfile, opts):
     """The 'verify' subcommand: returns the list of problems found."""
     flags = {"--from": None, "--rcpt": None, "--received-with": None}
@@ -162,7 +237,10 @@ def main(argv):
             out.write("%d %s\n" % (counts[r], r))
     elif cmd == "msgids":
         counts = {}
+        after = int(args[2]) if args[1:2] == ["--after"] else 0
         for n, _ in transactions(args[0]):
+            if int(n) <= after:
+                continue
             mid = message_id(read_eml(args[0], n))
             counts[mid] = counts.get(mid, 0) + 1
         for mid in sorted(counts, key=str):
@@ -192,6 +270,15 @@ def main(argv):
             elif key == "F":
                 env["failed"].append(val)
         out.write(json.dumps(env) + "\n")
+    elif cmd == "spool-pending":
+        for mid in spool_pending(args[0]):
+            out.write(mid + "\n")
+    elif cmd == "tally":
+        line, problems = tally(args[0], args[1], args[2:])
+        out.write(line + "\n")
+        for p in problems:
+            out.write(p + "\n")
+        return 1 if problems else 0
     elif cmd == "verify":
         problems = verify(args[0], args[1], args[2:])
         for p in problems:

@@ -218,6 +218,21 @@ struct state_txn;
 int state_open(struct state **out, const char *spool_dir, int readonly,
 	       char *err, size_t errlen);
 void state_close(struct state *st);
+/*
+ * Reads every page of SPOOL/state in a child process, before the caller
+ * opens it. LMDB trusts its pages: a scribbled tree can crash a reader
+ * instead of returning an error, so a crash in the child, or a record that
+ * does not decode, is -EBADMSG (remove and rebuild). Other problems (no
+ * state yet, no access) are 0 here: state_open reports them. Forks, so
+ * call it before any thread is started.
+ */
+int state_verify(const char *spool_dir, char *err, size_t errlen);
+/*
+ * Frees the reader slots of processes that died inside a read transaction
+ * (a killed spoolctl): until then the pages they saw cannot be reused and
+ * the file grows with every write. Returns the number freed.
+ */
+int state_reader_check(struct state *st);
 /* Deletes the LMDB files of SPOOL/state (environment must be closed). */
 int state_remove(const char *spool_dir);
 
