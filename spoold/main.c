@@ -24,6 +24,7 @@
 #include "spool/log.h"
 #include "spool/probe.h"
 #include "spool/util.h"
+#include "bounce.h"
 #include "spoold.h"
 
 #define PID_FILE_NAME "spoold.pid"
@@ -280,6 +281,11 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	rc = probe_engine_new(&d->probes, d->loop, err, errlen);
 	if (rc < 0)
 		return rc;
+	rc = bounce_limiter_new(&d->bounces);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory");
+		return rc;
+	}
 	rc = health_sync(d);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -432,6 +438,7 @@ out:
 	/* else: threads still in a session hold the spool and the
 	 * transports; the process exit releases them */
 	free(d.pending);
+	bounce_limiter_free(d.bounces);
 	close(lock_fd);
 	log_info("stopped");
 	return rc;

@@ -19,6 +19,7 @@
 
 #include "spool/log.h"
 #include "spool/util.h"
+#include "bounce.h"
 #include "spoold.h"
 
 static int64_t
@@ -518,6 +519,30 @@ msg_fail(struct daemon *d, struct queue_msg_info *m, const char *why, int move)
 	log_info("id=%s status=failed reply=\"%s\"", m->id, why);
 }
 
+/* A failure notice to the sender of m, which has just failed, if the
+ * configuration asks for notices. A notice that cannot be queued is
+ * logged and not retried: the message itself stays in failed/. */
+static void
+msg_bounce(struct daemon *d, const struct queue_msg_info *m)
+{
+	char id[QUEUE_ID_LEN + 1], err[512];
+	int rc;
+
+	if (!d->gen->cf.bounce || m->state != QUEUE_MSG_FAILED)
+		return;
+	rc = bounce_queue(d->spool, d->bounces, m, now_s(), id, err,
+			  sizeof(err));
+	if (rc == 1)
+		log_info("id=%s notice=%s to=<%s> status=queued", m->id, id,
+			 m->sender);
+	else if (rc == -EBUSY)
+		log_warn("id=%s notice to=<%s> status=suppressed reason=\"%s\"",
+			 m->id, m->sender, err);
+	else if (rc < 0)
+		log_err("id=%s notice to=<%s> status=error reason=\"%s\"",
+			m->id, m->sender, err);
+}
+
 /* Applies one message's outcome to its record; 1 if it goes on to the
  * next transport of the route in this same attempt. */
 static int
@@ -554,6 +579,7 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 		why = first_reply(jm, DELIV_PERMFAIL);
 		msg_fail(d, m, why ? why : "a recipient failed earlier",
 			 !jm->moved_failed);
+		msg_bounce(d, m);
 		return 0;
 	}
 	why = jm->file_error ? "cannot record the outcome in the spool file"
@@ -570,6 +596,7 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 		snprintf(buf, sizeof(buf), "expired after %llds: %s",
 			 (long long)cf->max_age, why);
 		msg_fail(d, m, buf, 1);
+		msg_bounce(d, m);
 		return 0;
 	}
 	m->state = QUEUE_MSG_DEFERRED;

@@ -61,6 +61,7 @@ struct workers;
 struct health;
 struct probe_engine;
 struct probe_waiter;
+struct bounce_limiter;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -72,6 +73,7 @@ struct daemon {
 	struct health *health;	     /* per transport, by name */
 	struct probe_engine *probes; /* HTTP reachability probes */
 	struct probe_waiter *probe_waiters;
+	struct bounce_limiter *bounces; /* failure notice rate limits */
 
 	uv_fs_event_t new_watch;
 	uv_timer_t pickup_timer; /* runs pickup once per loop turn */
