@@ -7,6 +7,9 @@ DIR/NNNNNN.env (JSON: mail_from, rcpt_to, helo, peer). Both are written to a
 temporary name and renamed, .eml first, so a reader that sees a .env file
 always sees its complete .eml too.
 
+--gate FILE lets a test stop the client after the relay stored a message
+and before the client read the 250 (the at-least-once window).
+
 Failure policy: a malformed command gets a 5xx reply and the session goes
 on; a client that disconnects mid-DATA leaves nothing behind. The sink
 exits 0 on SIGTERM/SIGINT, and non-zero if it cannot bind its port.
@@ -205,8 +208,25 @@ class Session:
         else:
             n = self.srv.store.save(self.mail_from, self.rcpt_to, self.helo,
                                     self.peer, data)
+            await self.gate_wait(n)
             await self.reply("250 2.0.0 ok queued as %s" % n)
+            self.gate_mark(".replied", n)
         self.reset()
+
+    def gate_mark(self, suffix, n):
+        if self.srv.gate is not None:
+            with open(self.srv.gate + suffix, "a") as f:
+                f.write(n + "\n")
+
+    async def gate_wait(self, n):
+        """With --gate FILE: while FILE exists, hold the 250 of a stored
+        message, so a test can stop the client between the relay taking
+        the message and the client hearing of it."""
+        if self.srv.gate is None or not os.path.exists(self.srv.gate):
+            return
+        self.gate_mark(".held", n)
+        while os.path.exists(self.srv.gate):
+            await asyncio.sleep(0.02)
 
     async def cmd_rset(self, arg):
         self.reset()
@@ -232,6 +252,7 @@ class Server:
             self.reject_rcpt[addr.lower()] = int(code)
         self.data_code = opts.data_code
         self.data_delay = opts.data_delay
+        self.gate = opts.gate
 
     async def handle(self, reader, writer):
         try:
@@ -274,6 +295,10 @@ def main():
                    help="answer this code after every DATA instead of 250")
     p.add_argument("--data-delay", type=float, default=0.0,
                    help="wait this many seconds before the final reply")
+    p.add_argument("--gate", default=None, metavar="FILE",
+                   help="while FILE exists, hold each 250 after DATA; "
+                   "append the transaction number to FILE.held when one "
+                   "is held and to FILE.replied once it was sent")
     opts = p.parse_args()
     try:
         asyncio.run(main_async(opts))

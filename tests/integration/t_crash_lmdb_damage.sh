@@ -12,7 +12,8 @@
 #  left by a process killed inside a read transaction pins old pages
 #  while spoold keeps rewriting records; spoold clears the dead slot
 #  itself (no spoolctl runs meanwhile), and delivers all once the relay
-#  is back (SIGHUP).
+#  is back (SIGHUP). With the default map, which does not fill, the
+#  periodic rescan (30 s) frees a dead reader.
 . "$(dirname "$0")/lib.sh"
 
 K=10
@@ -70,6 +71,40 @@ damage() {
 	esac
 }
 
+# dead_reader: leaves in the reader table the slot of a process killed
+# inside a read transaction; sets reader to its pid.
+dead_reader() {
+	python3 - "$SPOOL/state" >"$T/reader.out" 2>&1 <<'EOF' &
+import ctypes, ctypes.util, sys, time
+# holds a read transaction open until killed: a reader that dies in one
+lib = ctypes.CDLL(ctypes.util.find_library("lmdb") or "liblmdb.so.0")
+env, txn = ctypes.c_void_p(), ctypes.c_void_p()
+MDB_RDONLY, MDB_NOTLS = 0x20000, 0x200000
+assert lib.mdb_env_create(ctypes.byref(env)) == 0
+assert lib.mdb_env_open(env, sys.argv[1].encode(), MDB_RDONLY | MDB_NOTLS,
+                        0o600) == 0
+assert lib.mdb_txn_begin(env, None, MDB_RDONLY, ctypes.byref(txn)) == 0
+print("holding", flush=True)
+time.sleep(300)
+EOF
+	reader=$!
+	wait_log_line "$T/reader.out" holding 10 "$reader" ||
+		fail "could not hold a read transaction: $(cat "$T/reader.out")"
+	kill -KILL "$reader"
+	wait "$reader" 2>/dev/null || true
+	has_reader "$reader" ||
+		fail "no reader slot of $reader: $(cat "$T/readers")"
+}
+
+# has_reader PID: LMDB's reader table holds a slot of PID.
+has_reader() {
+	# mdb_stat exits 1 even when it listed the table
+	mdb_stat -r "$SPOOL/state" >"$T/readers" 2>&1 || true
+	grep -q 'Reader Table Status' "$T/readers" ||
+		fail "mdb_stat -r: $(cat "$T/readers")"
+	grep -qE "^ +$1 " "$T/readers"
+}
+
 make_msg "$T/msg" "lmdb damage" 1500 >/dev/null
 rebuilt=0
 for kind in truncated garbage scribble1 scribble2 scribble3 lock-garbage \
@@ -99,33 +134,7 @@ start_spoold
 unset SPOOL_STATE_MAPSIZE
 submit_batch 200 map
 wait_deferred 200
-python3 - "$SPOOL/state" >"$T/reader.out" 2>&1 <<'EOF' &
-import ctypes, ctypes.util, sys, time
-# holds a read transaction open until killed: a reader that dies in one
-lib = ctypes.CDLL(ctypes.util.find_library("lmdb") or "liblmdb.so.0")
-env, txn = ctypes.c_void_p(), ctypes.c_void_p()
-MDB_RDONLY, MDB_NOTLS = 0x20000, 0x200000
-assert lib.mdb_env_create(ctypes.byref(env)) == 0
-assert lib.mdb_env_open(env, sys.argv[1].encode(), MDB_RDONLY | MDB_NOTLS,
-                        0o600) == 0
-assert lib.mdb_txn_begin(env, None, MDB_RDONLY, ctypes.byref(txn)) == 0
-print("holding", flush=True)
-time.sleep(300)
-EOF
-reader=$!
-wait_log_line "$T/reader.out" holding 10 "$reader" ||
-	fail "could not hold a read transaction: $(cat "$T/reader.out")"
-kill -KILL "$reader"
-wait "$reader" 2>/dev/null || true
-# has_reader PID: LMDB's reader table holds a slot of PID.
-has_reader() {
-	# mdb_stat exits 1 even when it listed the table
-	mdb_stat -r "$SPOOL/state" >"$T/readers" 2>&1 || true
-	grep -q 'Reader Table Status' "$T/readers" ||
-		fail "mdb_stat -r: $(cat "$T/readers")"
-	grep -qE "^ +$1 " "$T/readers"
-}
-has_reader "$reader" || fail "no reader slot of $reader: $(cat "$T/readers")"
+dead_reader
 size0=$(stat -c %s "$SPOOL/state/data.mdb")
 # retry rounds rewrite every record; the dead reader pins the old pages
 deadline=$(($(date +%s) + 60))
@@ -143,14 +152,29 @@ write_conf "$SINK_PORT" 1s
 kill -HUP "$SPOOLD_PID"
 wait_spool_empty 90
 sleep 1
-stop_spoold
-
-# a full map can meet the results of a session: those messages must not
-# stay "delivering" (the queue above emptied, so they were retried)
+# a result that met the full map: its messages were put back, not left
+# "delivering" (the queue above emptied, so they were retried)
 unrecorded=$(grep -c 'cannot record delivery results' "$SPOOLD_LOG" || true)
 repaired=$(grep -c 'back in the queue' "$SPOOLD_LOG" || true)
 [ "$unrecorded" = 0 ] || [ "$repaired" -gt 0 ] ||
 	fail "results not recorded $unrecorded time(s), never repaired"
+stop_spoold
+
+# the default map never fills: the periodic rescan frees a dead reader
+write_conf "$DOWN_PORT" 1s
+start_spoold
+submit_batch 20 pinned
+wait_deferred 20
+dead_reader
+wait_log_line "$SPOOLD_LOG" 'freed 1 reader slot' 45 "$SPOOLD_PID" ||
+	fail "spoold did not free the dead reader within 45 s"
+! has_reader "$reader" || fail "the dead reader's slot is still there"
+write_conf "$SINK_PORT" 1s
+kill -HUP "$SPOOLD_PID"
+wait_spool_empty 60
+sleep 1
+stop_spoold
+
 sink_tool msgids "$SINK_DIR" >"$T/got"
 rc=0
 sink_tool tally "$T/mids" "$T/got" --allowed /dev/null >"$T/tally" || rc=$?
