@@ -186,7 +186,7 @@ act_offline(const struct conf *cf, enum queue_action a,
 		return rc;
 	rc = spool_open(&sp, cf->spool_dir, 0, err, sizeof(err));
 	if (rc == 0)
-		rc = state_open(&st, cf->spool_dir, 0, err, sizeof(err));
+		rc = ctl_state_open(&st, cf->spool_dir, 0, err, sizeof(err));
 	if (rc == 0 && (rc = state_begin(st, 1, &txn)) < 0)
 		snprintf(err, sizeof(err), "state: %s", strerror(-rc));
 	if (rc < 0) {

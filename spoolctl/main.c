@@ -66,6 +66,18 @@ ctl_denied(const char *spool_dir, const char *what)
 }
 
 int
+ctl_state_open(struct state **st, const char *spool_dir, int readonly,
+	       char *err, size_t errlen)
+{
+	int rc = state_verify(spool_dir, err, errlen);
+
+	*st = NULL;
+	if (rc < 0)
+		return rc;
+	return state_open(st, spool_dir, readonly, err, errlen);
+}
+
+int
 ctl_conf_load(struct conf *cf, const char *conf_path)
 {
 	char err[1024];
@@ -221,7 +233,7 @@ view_load(struct queue_view *v, const struct conf *cf)
 		ctl_error("%s", err);
 		return EX_NOINPUT;
 	}
-	rc = state_open(&st, cf->spool_dir, 1, err, sizeof(err));
+	rc = ctl_state_open(&st, cf->spool_dir, 1, err, sizeof(err));
 	if (rc == 0) {
 		rc = state_begin(st, 0, &txn);
 		if (rc == 0) {
@@ -554,7 +566,7 @@ flush_offline(const struct conf *cf, char **ids, size_t n)
 	char err[512];
 	int rc;
 
-	rc = state_open(&st, cf->spool_dir, 0, err, sizeof(err));
+	rc = ctl_state_open(&st, cf->spool_dir, 0, err, sizeof(err));
 	if (rc == -ENOENT) {
 		if (n > 0) {
 			ctl_error("%s: no such message", ids[0]);

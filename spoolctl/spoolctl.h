@@ -19,6 +19,10 @@ extern const char *ctl_progname;
 /* Says that only root and the spool's owner may do what ("inspect",
  * "change") to the queue; returns EX_NOPERM. */
 int ctl_denied(const char *spool_dir, const char *what);
+/* state_open after state_verify: a scribbled state is reported as
+ * -EBADMSG instead of crashing spoolctl inside LMDB. */
+int ctl_state_open(struct state **st, const char *spool_dir, int readonly,
+		   char *err, size_t errlen);
 
 int cmd_submit(const char *conf_path, int argc, char **argv);
 

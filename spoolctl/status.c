@@ -119,7 +119,7 @@ status_load(struct status *s, const struct conf *cf)
 	}
 	spool_scan(sp, QUEUE_DIR_NEW, status_new_cb, s);
 	spool_close(sp);
-	rc = state_open(&st, cf->spool_dir, 1, err, sizeof(err));
+	rc = ctl_state_open(&st, cf->spool_dir, 1, err, sizeof(err));
 	if (rc == -ENOENT)
 		return 0;
 	if (rc == -EACCES || rc == -EPERM)

@@ -161,7 +161,7 @@ failure_reason(const struct conf *cf, const char *id, char *buf, size_t len)
 	char err[256];
 
 	str_copy(buf, "see spoolctl show", len);
-	if (state_open(&st, cf->spool_dir, 1, err, sizeof(err)) < 0)
+	if (ctl_state_open(&st, cf->spool_dir, 1, err, sizeof(err)) < 0)
 		return;
 	if (state_begin(st, 0, &txn) == 0) {
 		if (state_msg_get(txn, id, &m) == 0) {

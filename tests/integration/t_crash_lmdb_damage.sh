@@ -3,9 +3,10 @@
 #  rounds of 10 deferred messages (relay down), spoold stopped, then
 #  state/data.mdb truncated, overwritten with garbage, scribbled over in
 #  its tree pages (3 seeds; LMDB trusts its pages, so this can crash a
-#  reader), or lock.mdb filled with garbage, or both files deleted; spoold
-#  starts, rebuilds the state from the spool and delivers every message
-#  exactly once.
+#  reader), or lock.mdb filled with garbage, or both files deleted;
+#  `spoolctl list` and `status` report it without dying; spoold starts,
+#  rebuilds the state from the spool and delivers every message exactly
+#  once.
 #  A map of 64 KiB (SPOOL_STATE_MAPSIZE) with 200 messages: it fills and
 #  grows, sometimes under a session's results, whose messages must then
 #  be put back in the queue rather than stay "delivering". A reader slot
@@ -107,6 +108,7 @@ has_reader() {
 
 make_msg "$T/msg" "lmdb damage" 1500 >/dev/null
 rebuilt=0
+inspect_errors=0
 for kind in truncated garbage scribble1 scribble2 scribble3 lock-garbage \
 	deleted; do
 	round=$((round + 1))
@@ -116,6 +118,15 @@ for kind in truncated garbage scribble1 scribble2 scribble3 lock-garbage \
 	wait_deferred "$K"
 	stop_spoold
 	damage "$kind"
+	# with no daemon to rebuild it, inspection reports the state, it
+	# does not die inside LMDB
+	for cmd in list status; do
+		rc=0
+		spoolctl "$cmd" >"$T/$cmd.out" 2>"$T/$cmd.err" || rc=$?
+		[ "$rc" -lt 128 ] ||
+			fail "spoolctl $cmd died (status $rc) on a $kind state"
+		[ "$rc" = 0 ] || inspect_errors=$((inspect_errors + 1))
+	done
 	write_conf "$SINK_PORT" 1s
 	start_spoold
 	wait_spool_empty 60
@@ -179,6 +190,7 @@ sink_tool msgids "$SINK_DIR" >"$T/got"
 rc=0
 sink_tool tally "$T/mids" "$T/got" --allowed /dev/null >"$T/tally" || rc=$?
 echo "crash_lmdb_damage: rounds=$round rebuilt=$rebuilt" \
+	"inspect_errors=$inspect_errors" \
 	"map_messages=200 data_mdb=${size0}->${size1}" \
 	"unrecorded_results=$unrecorded repaired=$repaired" \
 	"$(head -1 "$T/tally")"
