@@ -234,15 +234,33 @@ fold_point(const char *line, size_t p)
 	return is_wsp(line[p]) && !is_wsp(line[p - 1]);
 }
 
+/*
+ * The first offset where line may be folded. A field's first line keeps
+ * "Name:" (or the obsolete "Name :") whole: folded between the name and
+ * its colon, the name would stand alone on a line that is no header
+ * field, and the header would end there, every field after it falling
+ * into the body. A continuation line (white space first) has no name.
+ */
+static size_t
+fold_first(const char *line, size_t len)
+{
+	const char *colon;
+
+	if (len == 0 || is_wsp(line[0]))
+		return 1;
+	colon = memchr(line, ':', len);
+	return colon != NULL ? (size_t)(colon - line) + 1 : 1;
+}
+
 int
 msg__fold_append(struct msg_buf *b, const char *line, size_t len, size_t soft)
 {
-	size_t start = 0;
+	size_t start = 0, first = fold_first(line, len);
 
 	while (len - start > soft) {
 		size_t p, brk = 0;
 
-		for (p = start + soft; p > start; p--) {
+		for (p = start + soft; p > start && p >= first; p--) {
 			if (fold_point(line, p)) {
 				brk = p;
 				break;
@@ -251,7 +269,7 @@ msg__fold_append(struct msg_buf *b, const char *line, size_t len, size_t soft)
 		/* Nothing before the soft limit: break at the first chance
 		 * after it instead. */
 		for (p = start + soft + 1; brk == 0 && p < len; p++) {
-			if (fold_point(line, p))
+			if (p >= first && fold_point(line, p))
 				brk = p;
 		}
 		if (brk == 0)

@@ -52,7 +52,8 @@ size_t msg__line_max(const char *s, size_t len);
 /*
  * Appends one header field line (no line end) folded before white space so
  * that lines stay within soft octets where the text allows it, never over
- * MSG_LINE_MAX. Each line gets CRLF. Returns 0, -ENOMEM, or -E2BIG when
+ * MSG_LINE_MAX, and never before the colon of a field's first line. Each
+ * line gets CRLF. Returns 0, -ENOMEM, or -E2BIG when
  * some run without white space is longer than MSG_LINE_MAX.
  */
 int msg__fold_append(struct msg_buf *b, const char *line, size_t len,

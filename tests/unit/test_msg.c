@@ -1269,6 +1269,46 @@ test_prepare_long_header(void **state)
 	free(words);
 }
 
+/*
+ * A long field in the obsolete "Name :" form whose value has no white
+ * space before the folding limit: the only white space early in the line
+ * is the one before the colon, and folding there left "DC" alone on a
+ * line, which ended the header and pushed Date, From and Message-ID into
+ * the body. Found by tests/fuzz/fuzz_msg_prepare.
+ */
+static void
+test_prepare_long_obsolete_field(void **state)
+{
+	char *run = str_repeat("x", 100), *words = str_repeat(" word", 200);
+	const char *rcpt[] = {"bob@example.org"};
+	struct msg_submit_opts o;
+	struct msg_headers hs;
+	struct msg_prepared p;
+	char err[256], *in;
+
+	(void)state;
+	assert_true(asprintf(&in, "DC :%s%s\n\nbody\n", run, words) > 0);
+	opts_init(&o);
+	assert_int_equal(prepare_str(in, &o, rcpt, 1, &p, err, sizeof(err)), 0);
+	assert_canonical(p.data, p.len);
+	assert_int_equal(strncmp(p.data, "DC :", 4), 0);
+	assert_int_equal(header_count(p.data, p.len, "Date"), 1);
+	assert_int_equal(header_count(p.data, p.len, "From"), 1);
+	assert_int_equal(header_count(p.data, p.len, "Message-ID"), 1);
+	/* The header, as a receiver splits it, still holds every field. */
+	assert_int_equal(
+	    msg_headers_parse(p.data, p.len, &hs, err, sizeof(err)), 0);
+	assert_non_null(msg_headers_find(&hs, "Date"));
+	assert_non_null(msg_headers_find(&hs, "From"));
+	assert_non_null(msg_headers_find(&hs, "Message-ID"));
+	assert_string_equal(p.data + hs.body_off, "body\r\n");
+	msg_headers_free(&hs);
+	msg_prepared_free(&p);
+	free(in);
+	free(run);
+	free(words);
+}
+
 static void
 test_prepare_max_size(void **state)
 {
@@ -1634,6 +1674,7 @@ main(void)
 	    cmocka_unit_test(test_prepare_long_line_qp),
 	    cmocka_unit_test(test_prepare_long_line_multipart),
 	    cmocka_unit_test(test_prepare_long_header),
+	    cmocka_unit_test(test_prepare_long_obsolete_field),
 	    cmocka_unit_test(test_prepare_max_size),
 	    cmocka_unit_test(test_compose_ascii),
 	    cmocka_unit_test(test_compose_subject),
