@@ -847,6 +847,23 @@ extract_rcpts(const struct msg_headers *hs, struct rcpt_ctx *rc, char *err,
 	return 0;
 }
 
+/*
+ * 1 if in starts with an mbox "From " separator line. The obsolete field
+ * syntax "From : addr" (RFC 5322 4.5.8) starts the same way but is the
+ * author's From field: dropped, it would be replaced by user@host.
+ */
+static int
+mbox_separator(const char *in, size_t len)
+{
+	size_t i = 5;
+
+	if (len < 5 || memcmp(in, "From ", 5) != 0)
+		return 0;
+	while (i < len && (in[i] == ' ' || in[i] == '\t'))
+		i++;
+	return i == len || in[i] != ':';
+}
+
 int
 msg_prepare(const char *in, size_t len, const struct msg_submit_opts *o,
 	    const char *const *rcpt_args, size_t nrcpt_args,
@@ -872,7 +889,7 @@ msg_prepare(const char *in, size_t len, const struct msg_submit_opts *o,
 				"name");
 	/* An mbox "From " separator is not a header field; sendmail drops
 	 * it, and kept it would push the real header into the body. */
-	if (len >= 5 && memcmp(in, "From ", 5) == 0) {
+	if (mbox_separator(in, len)) {
 		size_t skip = 0;
 
 		while (skip < len && in[skip] != '\n' && in[skip] != '\r')

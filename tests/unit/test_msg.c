@@ -1061,6 +1061,45 @@ test_prepare_mbox_from_line(void **state)
 	msg_prepared_free(&p);
 }
 
+/*
+ * "From : addr" is the obsolete form of the From field, not an mbox
+ * separator: it was dropped as one and the author replaced by user@host.
+ * Seen through the fixed-point check of tests/fuzz/fuzz_msg_prepare: the
+ * output of "Return-Path: ...\nFrom : ..." lost its From when prepared
+ * again.
+ */
+static void
+test_prepare_obsolete_from_field(void **state)
+{
+	static const char *const in[] = {
+	    "From : author@x.example\nSubject: s\n\nbody\n",
+	    "From \t: author@x.example\nSubject: s\n\nbody\n",
+	    "Return-Path: <r@x.example>\nFrom : author@x.example\n\nbody\n",
+	};
+	const char *rcpt[] = {"bob@example.org"};
+	struct msg_submit_opts o;
+	struct msg_prepared p, again;
+	char err[256];
+
+	(void)state;
+	opts_init(&o);
+	for (size_t i = 0; i < N(in); i++) {
+		assert_int_equal(
+		    prepare_str(in[i], &o, rcpt, 1, &p, err, sizeof(err)), 0);
+		assert_non_null(strstr(p.data, "author@x.example"));
+		assert_null(strstr(p.data, user));
+		assert_string_equal(p.sender, "author@x.example");
+		/* The stored form prepared again is unchanged. */
+		assert_int_equal(msg_prepare(p.data, p.len, &o, rcpt, 1, &again,
+					     err, sizeof(err)),
+				 0);
+		assert_int_equal(again.len, p.len);
+		assert_memory_equal(again.data, p.data, p.len);
+		msg_prepared_free(&again);
+		msg_prepared_free(&p);
+	}
+}
+
 static void
 test_prepare_dots_kept(void **state)
 {
@@ -1670,6 +1709,7 @@ main(void)
 	    cmocka_unit_test(test_prepare_qualifies_headers),
 	    cmocka_unit_test(test_prepare_merges_to),
 	    cmocka_unit_test(test_prepare_mbox_from_line),
+	    cmocka_unit_test(test_prepare_obsolete_from_field),
 	    cmocka_unit_test(test_prepare_dots_kept),
 	    cmocka_unit_test(test_prepare_long_line_qp),
 	    cmocka_unit_test(test_prepare_long_line_multipart),
