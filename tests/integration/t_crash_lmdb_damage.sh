@@ -17,6 +17,7 @@
 #  periodic rescan (30 s) frees a dead reader.
 . "$(dirname "$0")/lib.sh"
 
+command -v mdb_stat >/dev/null || skip "mdb_stat (lmdb-utils) missing"
 K=10
 start_sink
 DOWN_PORT=$(free_port)
