@@ -386,7 +386,21 @@ smtp_interact(auth_client_request_t req, char **result, int fields, void *arg)
 static void
 status_reply(struct smtp_reply *r, const smtp_status_t *s)
 {
-	smtp_reply_set(r, s != NULL ? s->code : 0, s != NULL ? s->text : NULL);
+	const char *shown = s != NULL ? s->text : NULL;
+	char *text = NULL;
+
+	/* From a server that offers ENHANCEDSTATUSCODES libESMTP moves the
+	 * "5.1.1" out of the text; put it back, so that the reply reads as
+	 * the server sent it, as it does from the libcurl engine. */
+	if (shown != NULL && s->enh_class > 0) {
+		if (asprintf(&text, "%d.%d.%d %s", s->enh_class, s->enh_subject,
+			     s->enh_detail, shown) < 0)
+			text = NULL;
+		else
+			shown = text;
+	}
+	smtp_reply_set(r, s != NULL ? s->code : 0, shown);
+	free(text);
 }
 
 /* Fills one libESMTP message from a queued one. */

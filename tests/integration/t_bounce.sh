@@ -148,7 +148,7 @@ log "notices: $s"
 	'[["late@example.org", 1], ["multi@example.org", 1], ["user1@example.org", 1], ["user2@example.org", 1], ["user3@example.org", 1], ["user4@example.org", 1], ["user5@example.org", 1]]' ] ||
 	fail "notices per sender: $s"
 st=$(echo "$s" | sink_tool json 'sorted(set(d["status"]))')
-[ "$st" = '["rfc822; dead2@example.net 5.0.0", "rfc822; dead@example.net 5.0.0", "rfc822; slow@example.net 4.4.7"]' ] ||
+[ "$st" = '["rfc822; dead2@example.net 5.1.1", "rfc822; dead@example.net 5.1.1", "rfc822; slow@example.net 4.4.7"]' ] ||
 	fail "statuses in the reports: $st"
 echo "$s" | sink_tool json 'd["status"]' | grep -q ok@example.net &&
 	fail "the delivered recipient is in a report"
