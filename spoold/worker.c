@@ -45,10 +45,39 @@ job_free(struct job *job)
 	free(job);
 }
 
+/* What the settled hook of one message needs. */
+struct job_settle {
+	struct job_msg *m;
+	struct spool_file *f;
+};
+
+/*
+ * A message's outcome came in mid-session: its D and F marks go into the
+ * file now, unsynced. The page cache outlives spoold, so a crash (even
+ * kill -9) later in the session repeats none of its accepted recipients;
+ * job_record makes the marks durable when the session ends.
+ */
+static void
+job_msg_settled(struct transport_msg *tm, void *arg)
+{
+	struct job_settle *s = arg;
+
+	for (size_t r = 0; r < tm->nrcpt; r++) {
+		enum deliv_status st = tm->rcpt[r].status;
+
+		if (st == DELIV_TEMPFAIL)
+			continue;
+		/* a failed write is retried by job_record */
+		(void)spool_file_mark(s->f, s->m->index[r],
+				      st == DELIV_OK ? QUEUE_RCPT_SENT
+						     : QUEUE_RCPT_FAILED);
+	}
+}
+
 /* Loads the pending recipients of each message of the job. */
 static int
 job_load(struct workers *w, struct job *job, struct spool_file *files,
-	 struct transport_msg *tm)
+	 struct transport_msg *tm, struct job_settle *settle)
 {
 	size_t ready = 0;
 
@@ -95,6 +124,10 @@ job_load(struct workers *w, struct job *job, struct spool_file *files,
 		tm[ready].len = f->size - f->body_off;
 		tm[ready].nrcpt = m->nrcpt;
 		tm[ready].rcpt = m->rcpt;
+		settle[ready].m = m;
+		settle[ready].f = f;
+		tm[ready].settled = job_msg_settled;
+		tm[ready].settled_arg = &settle[ready];
 		ready++;
 	}
 	return (int)ready;
@@ -154,18 +187,20 @@ job_run(struct workers *w, struct job *job)
 	struct transport *t = job->gen->transports[job->transport];
 	struct spool_file *files = calloc(job->n, sizeof(*files));
 	struct transport_msg *tm = calloc(job->n, sizeof(*tm));
+	struct job_settle *settle = calloc(job->n, sizeof(*settle));
 	int ready;
 
 	job->started_ms = time_mono_ms();
-	if (files == NULL || tm == NULL) {
+	if (files == NULL || tm == NULL || settle == NULL) {
 		free(files);
 		free(tm);
+		free(settle);
 		job->sess.relay_failed = 1;
 		snprintf(job->sess.diag, sizeof(job->sess.diag),
 			 "out of memory");
 		return;
 	}
-	ready = job_load(w, job, files, tm);
+	ready = job_load(w, job, files, tm, settle);
 	if (ready > 0 &&
 	    transport_deliver(t, tm, (size_t)ready, &job->sess) < 0 &&
 	    job->sess.diag[0] == '\0')
@@ -182,6 +217,7 @@ job_run(struct workers *w, struct job *job)
 			m->rcpt[r].address = NULL;
 		spool_file_close(&files[i]);
 	}
+	free(settle);
 	free(tm);
 	free(files);
 }

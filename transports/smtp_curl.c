@@ -283,6 +283,7 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 					   : "no reply from the server");
 		if (smtp_judge(&res, &msgs[i], sess->diag))
 			sess->relay_failed = 1;
+		transport_msg_settled(&msgs[i]);
 	}
 	/* the rest of the batch waits for the next transport or attempt */
 	if (!sess->relay_failed)

@@ -210,6 +210,9 @@ struct smtp_session_state {
 	 * STARTTLS): libESMTP turns it into no error, or "dropped
 	 * connection" after a 421, which hides what the relay said. */
 	char refusal[256];
+	/* the session's messages, for the per-message event */
+	struct smtp_batch *batch;
+	struct transport_msg *msgs;
 };
 
 /* What the message callback reads: the message with CRLF line ends. */
@@ -253,14 +256,22 @@ smtp_msg_read(void **ctx, int *len, void *arg)
 	return src->data;
 }
 
+static void batch_message_sent(struct smtp_session_state *st, smtp_message_t m);
+
 static void
 smtp_event(smtp_session_t session, int event, void *arg, ...)
 {
 	struct smtp_session_state *st = arg;
 	const char *why = NULL;
+	va_list ap;
 
 	(void)session;
 	switch (event) {
+	case SMTP_EV_MESSAGESENT:
+		va_start(ap, arg);
+		batch_message_sent(st, va_arg(ap, smtp_message_t));
+		va_end(ap);
+		return;
 	case SMTP_EV_EXTNA_STARTTLS:
 		why = "the server does not offer STARTTLS";
 		break;
@@ -525,18 +536,39 @@ batch_init(struct smtp_batch *b, struct transport_msg *msgs, size_t n,
 	return 0;
 }
 
-/* Reads libESMTP's statuses into the engine-neutral result. */
+/* Reads libESMTP's statuses of message i into the engine-neutral result. */
+static void
+batch_collect_one(struct smtp_batch *b, struct transport_msg *msgs, size_t i)
+{
+	status_reply(&b->res[i].mail, smtp_reverse_path_status(b->msg[i]));
+	status_reply(&b->res[i].data, smtp_message_transfer_status(b->msg[i]));
+	for (size_t r = 0; r < msgs[i].nrcpt; r++)
+		status_reply(&b->res[i].rcpt[r],
+			     smtp_recipient_status(b->rcpt[i][r]));
+}
+
 static void
 batch_collect(struct smtp_batch *b, struct transport_msg *msgs)
 {
-	for (size_t i = 0; i < b->n; i++) {
-		status_reply(&b->res[i].mail,
-			     smtp_reverse_path_status(b->msg[i]));
-		status_reply(&b->res[i].data,
-			     smtp_message_transfer_status(b->msg[i]));
-		for (size_t r = 0; r < msgs[i].nrcpt; r++)
-			status_reply(&b->res[i].rcpt[r],
-				     smtp_recipient_status(b->rcpt[i][r]));
+	for (size_t i = 0; i < b->n; i++)
+		batch_collect_one(b, msgs, i);
+}
+
+/* The relay answered a message's data: its MAIL and RCPT replies are in
+ * too (they come before), so its outcome is known now. The judgement is
+ * made again, the same, when the session ends. */
+static void
+batch_message_sent(struct smtp_session_state *st, smtp_message_t m)
+{
+	struct smtp_batch *b = st->batch;
+
+	for (size_t i = 0; b != NULL && i < b->n; i++) {
+		if (b->msg[i] != m)
+			continue;
+		batch_collect_one(b, st->msgs, i);
+		(void)smtp_judge(&b->res[i], &st->msgs[i], "");
+		transport_msg_settled(&st->msgs[i]);
+		return;
 	}
 }
 
@@ -555,6 +587,8 @@ smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 	rc = batch_init(&b, msgs, n, &st);
 	if (rc < 0)
 		goto out;
+	st.batch = &b;
+	st.msgs = msgs;
 	if ((s = smtp_create_session()) == NULL) {
 		rc = -ENOMEM;
 		goto out;

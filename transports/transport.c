@@ -90,6 +90,13 @@ transport_deliver(struct transport *t, struct transport_msg *msgs, size_t n,
 }
 
 void
+transport_msg_settled(struct transport_msg *m)
+{
+	if (m->settled != NULL)
+		m->settled(m, m->settled_arg);
+}
+
+void
 transport_destroy(struct transport *t)
 {
 	if (t != NULL)

@@ -169,6 +169,11 @@ echo "crash_kill9_cycles: kills=$kills (window=$window_hits)" \
 [ "$rc" = 0 ] || fail "$(tail -n +2 "$T/tally" | head -5)"
 grep -q ' lost=0$' "$T/tally" || fail "lost messages: $(cat "$T/tally")"
 grep -q ' queued=0 ' "$T/tally" || fail "messages left queued"
+# Each accepted message is marked in its spool file as its 250 arrives, so
+# a kill repeats at most the message each session (4) had in flight.
+dups=$(sed -n 's/.*duplicates=\([0-9]*\).*/\1/p' "$T/tally" | head -1)
+[ "$dups" -le $((kills * 4)) ] ||
+	fail "$dups duplicates after $kills kills: more than one per session"
 # the window messages were delivered at least twice
 for mid in $(cat "$T/window"); do
 	n=$(awk -v m="$mid" '$2 == m {print $1}' "$T/got")

@@ -29,7 +29,7 @@ struct transport_rcpt {
 	const char *address;
 	/* filled by deliver() */
 	enum deliv_status status;
-	int code;                    /* SMTP reply code, 0 if none */
+	int code;		     /* SMTP reply code, 0 if none */
 	char reply[QUEUE_REPLY_MAX]; /* the server's reply or our diagnosis */
 };
 
@@ -40,6 +40,16 @@ struct transport_msg {
 	size_t nrcpt;
 	const char *data; /* the message: CRLF, bare LF or CR tolerated */
 	size_t len;
+	/*
+	 * If set, called in the delivering thread as soon as this message's
+	 * outcome is in (the relay's reply to its data), while the session
+	 * goes on with the next one; the recipients it settled are no longer
+	 * DELIV_TEMPFAIL. The caller records them at once, so that a crash
+	 * later in the session repeats none of them. Outcomes are final
+	 * only when deliver() returns.
+	 */
+	void (*settled)(struct transport_msg *m, void *arg);
+	void *settled_arg;
 };
 
 /* What a session as a whole came to. relay_failed: the relay itself
@@ -80,9 +90,11 @@ extern const struct transport_ops transport_maildir_ops;
 /* Builds the transport cf names (by its type). */
 int transport_create(struct transport **out, const struct conf_transport *cf,
 		     char *err, size_t errlen);
-int transport_deliver(struct transport *t, struct transport_msg *msgs,
-		      size_t n, struct transport_session *sess);
+int transport_deliver(struct transport *t, struct transport_msg *msgs, size_t n,
+		      struct transport_session *sess);
 void transport_destroy(struct transport *t); /* NULL is a no-op */
+/* For transports: reports m's outcome to its settled hook, if any. */
+void transport_msg_settled(struct transport_msg *m);
 
 /* Process-wide setup (OpenSSL, libESMTP); call once before threads. */
 int transport_global_init(char *err, size_t errlen);
