@@ -576,26 +576,23 @@ spool_envelope_format(const char *id, const char *sender,
 }
 
 /*
- * Makes the entry id of folder dfd durable. A submitter that may not read
+ * Makes a new entry of folder dfd durable. A submitter that may not read
  * new/ cannot open it to fsync it; it syncs the file system holding its
- * own file instead, which is slower but as durable.
+ * own file instead, which is slower but as durable. That goes through
+ * file_fd, a descriptor of the file kept from before the rename: by now
+ * spoold may have moved the file on to cur/, so opening it by name in
+ * new/ would fail for a message that is queued and will be delivered.
  */
 static int
-spool_sync_entry(int dfd, const char *id)
+spool_sync_entry(int dfd, int file_fd)
 {
-	int fd, rc = 0;
-
 	if (fsync(dfd) == 0)
 		return 0;
 	if (errno != EBADF)
 		return spool_errno(errno);
-	fd = openat(dfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
+	if (syncfs(file_fd) < 0)
 		return spool_errno(errno);
-	if (syncfs(fd) < 0)
-		rc = spool_errno(errno);
-	close(fd);
-	return rc;
+	return 0;
 }
 
 int
@@ -604,7 +601,7 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		       size_t len, char *err, size_t errlen)
 {
 	int tdfd = sp->sub[QUEUE_DIR_TMP], ndfd = sp->sub[QUEUE_DIR_NEW];
-	int fd = -1, rc, in_new = 0;
+	int fd = -1, sync_fd = -1, rc, in_new = 0;
 	const char *why, *step;
 	char *head = NULL;
 	size_t headlen, i;
@@ -672,6 +669,14 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		rc = spool_errno(errno);
 		goto fail;
 	}
+	/* a second descriptor outlives the close below, for
+	 * spool_sync_entry after the rename */
+	step = "dup";
+	sync_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (sync_fd < 0) {
+		rc = spool_errno(errno);
+		goto fail;
+	}
 	/* close can report a deferred write error on network filesystems */
 	step = "close";
 	rc = close(fd);
@@ -685,8 +690,9 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	if (rc < 0)
 		goto fail;
 	in_new = 1;
-	if ((rc = spool_sync_entry(ndfd, id)) < 0)
+	if ((rc = spool_sync_entry(ndfd, sync_fd)) < 0)
 		goto fail;
+	close(sync_fd);
 	free(head);
 	return 0;
 fail:
@@ -698,6 +704,8 @@ fail:
 			  strerror(-rc));
 	if (fd >= 0)
 		close(fd);
+	if (sync_fd >= 0)
+		close(sync_fd);
 	/* the caller is told the submission failed: leave nothing to deliver */
 	if (in_new)
 		unlinkat(ndfd, id, 0);

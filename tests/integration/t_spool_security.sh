@@ -4,6 +4,10 @@
 #   - no option of spoold, spoolctl or sendmail takes a password, and
 #     neither the configuration nor the environment has a key for one
 #     (only password_file): 64 or 78, and no "pass" in any --help;
+#   - 4 x 50 submissions by nobody while spoold picks them up at once all
+#     exit 0 and arrive once each (a submitter that may not open new/
+#     makes its rename durable through the file it wrote, wherever spoold
+#     has moved it by then);
 #   - with spoold and both submitters running under umask 000, after
 #     submissions by root and by nobody and with messages queued,
 #     deferred, held and failed, no file under the spool is readable by
@@ -137,6 +141,32 @@ held=$(queue_json | sink_tool json \
 	"[m['id'] for m in d if m['recipients'][0]['address'] == 'defer2@example.net'][0]")
 spoolctl hold "$held" >/dev/null || fail "root could not hold $held"
 check_modes "spoold running, messages queued, deferred, held and failed"
+
+# nobody submitting while spoold picks the files up at once: a submitter
+# that may not open new/ makes its rename durable after the file may have
+# moved on to cur/, and must still exit 0 for a message that is queued
+BURST=4x50
+burst_pids=()
+for j in 1 2 3 4; do
+	for i in $(seq 1 50); do
+		printf 'Subject: burst-%d-%d\n\nhi\n' "$j" "$i" |
+			as_nobody "$SPOOLCTL" -c "$CONF" submit ok@example.net \
+			>/dev/null 2>>"$T/burst.err.$j" ||
+			echo "burst-$j-$i" >>"$T/burst.failed"
+	done &
+	burst_pids+=($!)
+done
+wait "${burst_pids[@]}"
+[ ! -s "$T/burst.failed" ] ||
+	fail "$(wc -l <"$T/burst.failed") of $BURST submissions by nobody" \
+		"failed: $(sort -u "$T"/burst.err.* | head -n 3)"
+wait_for_count 202 60
+n=$(cat "$SINK_DIR"/*.eml | grep -ac '^Subject: burst-')
+u=$(cat "$SINK_DIR"/*.eml | grep -a '^Subject: burst-' | sort -u | wc -l)
+[ "$n" = 200 ] && [ "$u" = 200 ] ||
+	fail "burst: $n delivered, $u distinct, want 200 each"
+log "burst: $BURST submissions by nobody while spoold ran: all exit 0," \
+	"200 delivered once each"
 
 # ---- the control socket, spoken to directly -------------------------------
 # ctl USER REQUEST: sends REQUEST (bash $'...' escapes allowed) to
