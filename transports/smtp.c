@@ -114,7 +114,9 @@ smtp_password_read(const struct smtp_transport *t, char *buf, size_t len,
 	ssize_t n;
 	int fd, rc = 0;
 
-	fd = open(t->password_file, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO put in its place must not hang a delivery
+	 * thread; the checks below refuse it */
+	fd = open(t->password_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "password_file %s: %s", t->password_file,

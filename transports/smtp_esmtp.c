@@ -357,7 +357,9 @@ smtp_monitor(const char *buf, int len, int writing, void *arg)
 	if (strncmp(buf, "235", 3) == 0) {
 		st->authenticated = 1;
 		st->event[0] = '\0';
-	} else if (buf[0] == '4' || buf[0] == '5') {
+	} else if ((buf[0] == '4' || buf[0] == '5') && st->event[0] == '\0') {
+		/* a reason already noted is ours (an unreadable password
+		 * aborts AUTH) and says more than the server's answer */
 		n = (size_t)len < sizeof(line) - 1 ? (size_t)len
 						   : sizeof(line) - 1;
 		memcpy(line, buf, n);

@@ -95,6 +95,27 @@ mid=${out#* }
 wait_in_sink "$MAILU_SINK_DIR" "$mid" 10 >/dev/null
 check_delivery mailu secret-link "$mid"
 stop_spoold
+
+# a FIFO put in the token's place while spoold runs: the connection is
+# refused at once (no thread waits for a writer) and the message waits
+mailu_client_token "$MAILU_TOKEN" 600
+write_mailu_conf --route mailu --retry 1h
+start_spoold
+wait_probed mailu 10
+mkfifo -m 600 "$MAILU_TOKEN_FILE.fifo"
+mv -f "$MAILU_TOKEN_FILE.fifo" "$MAILU_TOKEN_FILE"
+out=$(submit_msg secret-fifo)
+id=${out%% *}
+mid=${out#* }
+err=$(wait_attempted "$id" 20)
+case $err in *"not a regular file"*) ;; *) fail "FIFO token: $err" ;; esac
+t0=$(date +%s%N)
+spoolctl status >/dev/null || fail "status failed with a FIFO token"
+[ "$(ms_since "$t0")" -lt 1000 ] || fail "status slow with a FIFO token"
+mailu_client_token "$MAILU_TOKEN" 600
+spoolctl flush "$id" >/dev/null
+wait_in_sink "$MAILU_SINK_DIR" "$mid" 20 >/dev/null
+stop_spoold
 no_secret_in "$MAILU_TOKEN" "spoolctl's output" "$T"/out.*
 no_secret_in "$MAILU_TOKEN" "spoold's log" "$T"/spoold.*.log
 log "ok"
