@@ -1,8 +1,11 @@
 /*
  * fuzz_conf.c - conf_load on an INI file (inih plus the key parsers:
- * sizes, durations, lists, ports, transports). The input is the file; it
- * lives in a memfd so a run writes nothing to disk, and conf_load opens it
- * by path exactly as spoold does with -c. An accepted configuration must
+ * sizes, durations, lists, ports, transports) and the SPOOLD_* variables
+ * applied on top. The input is the file, optionally followed by a line
+ * "%%env" and lines "NAME=VALUE", set as SPOOLD_NAME for that run only.
+ * The file lives in a memfd so a run writes nothing to disk, and
+ * conf_load opens it by path exactly as spoold does with -c. An accepted
+ * configuration must
  * be one spoold can use without further checks: a route of known
  * transports, an absolute spool directory, a port and a host on every
  * smtp transport, retry steps that are positive.
@@ -83,15 +86,56 @@ check_usable(const struct conf *cf)
 	}
 }
 
+#define ENV_MARK "\n%%env\n"
+#define ENV_MAX 16
+
+/* Sets SPOOLD_NAME=VALUE for each line of env; names[] gets what to unset
+ * afterwards. Lines without '=' or with a NUL cannot be variables. */
+static size_t
+env_set(const char *env, size_t len, char names[ENV_MAX][128])
+{
+	size_t n = 0, pos = 0;
+
+	while (pos < len && n < ENV_MAX) {
+		const char *line = env + pos,
+			   *nl = memchr(line, '\n', len - pos);
+		size_t llen = nl ? (size_t)(nl - line) : len - pos;
+		const char *eq = memchr(line, '=', llen);
+		char value[512];
+
+		pos += llen + 1;
+		if (eq == NULL || memchr(line, '\0', llen) != NULL ||
+		    (size_t)(eq - line) + 8 > sizeof(names[n]) ||
+		    llen - (size_t)(eq - line) > sizeof(value))
+			continue;
+		snprintf(names[n], sizeof(names[n]), "SPOOLD_%.*s",
+			 (int)(eq - line), line);
+		snprintf(value, sizeof(value), "%.*s",
+			 (int)(llen - (size_t)(eq - line) - 1), eq + 1);
+		if (setenv(names[n], value, 1) == 0)
+			n++;
+	}
+	return n;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	const char *in = (const char *)data;
+	const char *mark = memmem(in, size, ENV_MARK, strlen(ENV_MARK));
+	size_t flen = mark ? (size_t)(mark - in) + 1 : size, nenv = 0;
+	char names[ENV_MAX][128];
 	struct conf cf;
 	char err[512];
 
 	if (ftruncate(conf_fd, 0) < 0 ||
-	    (size > 0 && pwrite(conf_fd, data, size, 0) != (ssize_t)size))
+	    (flen > 0 && pwrite(conf_fd, data, flen, 0) != (ssize_t)flen))
 		abort();
+	if (mark != NULL) {
+		const char *env = mark + strlen(ENV_MARK);
+
+		nenv = env_set(env, size - (size_t)(env - in), names);
+	}
 	err[0] = '\0';
 	if (conf_load(&cf, conf_path, err, sizeof(err)) == 0) {
 		check_usable(&cf);
@@ -99,5 +143,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (err[0] == '\0') {
 		abort(); /* every refusal must say why */
 	}
+	for (size_t i = 0; i < nenv; i++)
+		unsetenv(names[i]);
 	return 0;
 }
