@@ -562,10 +562,15 @@ def scale(sp, work, n, quiet_s):
     sp.flush()
     t1 = wait_count(sink, n, 1800)
     with open("/proc/%d/status" % sp.pid()) as f:
-        hwm = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+        st = f.read()
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", st).group(1))
+    # the LMDB map is file-backed and shows in RSS; what spoold allocates
+    # itself is the anonymous part
+    anon = int(re.search(r"RssAnon:\s+(\d+)", st).group(1))
     sp.reset()
     sink.stop()
     return {"scale_n": n, "scale_rss_kib": rss, "scale_peak_rss_kib": hwm,
+            "scale_rss_anon_after_drain_kib": anon,
             "scale_idle_cpu_s": idle_cpu, "scale_quiet_s": quiet_s,
             "scale_list_s": list_s, "scale_status_s": status_s,
             "scale_drain_per_s": n / (t1 - t0)}
