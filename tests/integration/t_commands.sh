@@ -34,6 +34,13 @@ expect_rc() { # CODE COMMAND...: runs spoolctl COMMAND, wants exit CODE
 	[ "$rc" = "$want" ] ||
 		fail "spoolctl $* exited $rc, want $want: $(cat "$T/out" "$T/err")"
 }
+wait_tried_after() { # ID N WHY: until ID has more than N attempts
+	for _ in $(seq 100); do
+		[ "$(attempts_of "$1")" -gt "$2" ] && return 0
+		sleep 0.1
+	done
+	fail "$1 $3"
+}
 in_list() { # ID ARGS...: 0 if list ARGS --json shows ID
 	local id=$1
 	shift
@@ -85,12 +92,7 @@ round() {
 	grep -q "1 message(s) due now" "$T/out" ||
 		fail "$mode: flush said $(cat "$T/out")"
 	if [ "$mode" = running ]; then
-		for _ in $(seq 100); do
-			[ "$(attempts_of "$def")" -gt "$n" ] && break
-			sleep 0.1
-		done
-		[ "$(attempts_of "$def")" -gt "$n" ] ||
-			fail "flush did not retry $def"
+		wait_tried_after "$def" "$n" "was not retried by flush"
 		wait_state "$def" deferred
 	fi
 
@@ -147,10 +149,6 @@ round stopped
 n=$(attempts_of "$def")
 start_spoold
 wait_for_count $((before + 1)) 20
-for _ in $(seq 100); do
-	[ "$(attempts_of "$def")" -gt "$n" ] && break
-	sleep 0.1
-done
-[ "$(attempts_of "$def")" -gt "$n" ] ||
-	fail "$def, released and flushed offline, was not tried at start"
+wait_tried_after "$def" "$n" \
+	"released and flushed offline, was not tried at start"
 log "ok"

@@ -16,11 +16,19 @@ start_sink --data-delay 0.2
 write_conf "$SINK_PORT" 1s
 
 make_msg "$T/msg" race 300 >/dev/null
-for i in $(seq 1 "$N"); do
-	sed "s/^Message-ID: .*/Message-ID: <race.$i@spool-test.invalid>/" \
-		"$T/msg" | spoolctl submit "r$i@example.net" >>"$T/ids" ||
-		fail "submit $i failed"
-done
+
+# submit_copies TAG COUNT RCPT IDS: COUNT copies of $T/msg, each with its
+# own Message-ID <TAG.I@...> to RCPT with I appended; ids appended to IDS.
+submit_copies() {
+	local tag=$1 count=$2 rcpt=$3 ids=$4 i
+	for i in $(seq 1 "$count"); do
+		sed "s/^Message-ID: .*/Message-ID: <$tag.$i@spool-test.invalid>/" \
+			"$T/msg" | spoolctl submit "$rcpt$i@example.net" >>"$ids" ||
+			fail "submit $tag $i failed"
+	done
+}
+
+submit_copies race "$N" r "$T/ids"
 start_spoold
 wait_for_count 1 20
 
@@ -69,11 +77,7 @@ sum_done() {
 M=60
 before=$(sink_count)
 : >"$T/del.ids"
-for i in $(seq 1 "$M"); do
-	sed "s/^Message-ID: .*/Message-ID: <del.$i@spool-test.invalid>/" \
-		"$T/msg" | spoolctl submit "d$i@example.net" >>"$T/del.ids" ||
-		fail "submit del $i failed"
-done
+submit_copies del "$M" d "$T/del.ids"
 wait_for_count $((before + 1)) 20
 : >"$T/del.out"
 for _ in 1 2 3; do
@@ -102,11 +106,7 @@ write_conf "$SINK_PORT" 1s
 start_spoold
 K=30
 : >"$T/rq.ids"
-for i in $(seq 1 "$K"); do
-	sed "s/^Message-ID: .*/Message-ID: <rq.$i@spool-test.invalid>/" \
-		"$T/msg" | spoolctl submit "q$i@example.net" >>"$T/rq.ids" ||
-		fail "submit rq $i failed"
-done
+submit_copies rq "$K" q "$T/rq.ids"
 failed_now() { spoolctl list --failed --json | sink_tool json 'len(d)'; }
 for _ in $(seq 1 300); do
 	[ "$(failed_now)" = "$K" ] && break

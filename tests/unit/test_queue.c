@@ -1432,8 +1432,7 @@ test_record_history(void **ctx)
 	for (i = 0; i < got.nhistory; i++) {
 		assert_int_equal(got.history[i].at, m.history[i].at);
 		assert_string_equal(got.history[i].transport, "mailu");
-		assert_string_equal(got.history[i].result,
-				    m.history[i].result);
+		assert_string_equal(got.history[i].result, m.history[i].result);
 	}
 	queue_msg_info_free(&got);
 	/* a cut inside the history is refused, not read short */

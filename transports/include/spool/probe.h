@@ -13,9 +13,9 @@
 struct probe_engine;
 
 struct probe_result {
-	int ok;           /* the status was one of the expected ones */
+	int ok;		  /* the status was one of the expected ones */
 	long http_status; /* 0 if no HTTP answer came */
-	double seconds;   /* total time */
+	double seconds;	  /* total time */
 	char error[256];  /* why not ok, e.g. "HTTP 503" or curl's text */
 };
 
