@@ -414,6 +414,31 @@ def submit_one(system, tag):
     return t0, t1
 
 
+def in_parallel(worker, tags, k=8):
+    """worker(part) on k threads, each with every kth tag; a failure in
+    any thread fails the run."""
+    errors = []
+
+    def guarded(part):
+        try:
+            worker(part)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=guarded, args=(tags[i::k],))
+               for i in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def submit_all(system, tags):
+    for tag in tags:
+        submit_one(system, tag)
+
+
 def live(system, work, n, parallel, run):
     """One live run; returns a dict of figures."""
     port = free_port()
@@ -438,12 +463,7 @@ def live(system, work, n, parallel, run):
 
     t_first = time.monotonic()
     if parallel:
-        threads = [threading.Thread(target=worker, args=(tags[k::8],))
-                   for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_parallel(worker, tags)
     else:
         worker(tags)
     t_submitted = time.monotonic()
@@ -474,13 +494,7 @@ def drain(system, work, n, run):
     system.set_relay(port)
     system.start()
     tags = ["%s.d.%d.%d" % (system.name, run, i) for i in range(n)]
-    threads = [threading.Thread(
-        target=lambda part: [submit_one(system, t) for t in part],
-        args=(tags[k::8],)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_parallel(lambda part: submit_all(system, part), tags)
     # every message tried once against the closed port and deferred
     time.sleep(3)
     sink = FastSink(work, port)
@@ -537,13 +551,7 @@ def scale(sp, work, n, quiet_s):
     sp.set_relay(port)
     sp.start()
     tags = ["scale.%d" % i for i in range(n)]
-    threads = [threading.Thread(
-        target=lambda part: [submit_one(sp, t) for t in part],
-        args=(tags[k::8],)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_parallel(lambda part: submit_all(sp, part), tags)
     time.sleep(5)  # picked up and tried once
     cpu0 = tree_cpu(sp.pid())
     time.sleep(quiet_s)
@@ -595,6 +603,11 @@ def sink_rate(work, n=2000):
 
 
 # ---- report ------------------------------------------------------------
+
+def ratio(a, b):
+    """a / b; at a small N a CPU figure can be 0 clock ticks."""
+    return a / b if b else float("nan")
+
 
 def medians(runs):
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -673,12 +686,12 @@ def main():
         lines.append("system=%s %s" % (name, fmt(results[name])))
     s, q = results["spoold"], results["postfix"]
     ratios = {
-        "seq_all_arrived": s["seq_all_arrived_s"] / q["seq_all_arrived_s"],
-        "par8_submit_rate": s["par8_submit_per_s"] / q["par8_submit_per_s"],
-        "drain_speedup": q["drain_s"] / s["drain_s"],
-        "drain_cpu": s["drain_cpu_per_1000_s"] / q["drain_cpu_per_1000_s"],
-        "seq_cpu": s["seq_cpu_per_1000_s"] / q["seq_cpu_per_1000_s"],
-        "idle_rss": s["idle_rss_kib"] / q["idle_rss_kib"],
+        "seq_all_arrived": ratio(s["seq_all_arrived_s"], q["seq_all_arrived_s"]),
+        "par8_submit_rate": ratio(s["par8_submit_per_s"], q["par8_submit_per_s"]),
+        "drain_speedup": ratio(q["drain_s"], s["drain_s"]),
+        "drain_cpu": ratio(s["drain_cpu_per_1000_s"], q["drain_cpu_per_1000_s"]),
+        "seq_cpu": ratio(s["seq_cpu_per_1000_s"], q["seq_cpu_per_1000_s"]),
+        "idle_rss": ratio(s["idle_rss_kib"], q["idle_rss_kib"]),
     }
     lines.append("ratios spoold/postfix %s" % fmt(ratios))
     with open(a.out, "w") as f:
