@@ -206,7 +206,7 @@ conf_delivery_key(struct conf_parser *p, const char *key, const char *value)
 	if (strcmp(key, "route") == 0)
 		return conf_set_str(&p->route, value);
 	if (strcmp(key, "concurrency") == 0) {
-		if (parse_uint(value, 1, 64, &u) < 0) {
+		if (parse_uint(value, 1, CONF_MAX_CONCURRENCY, &u) < 0) {
 			conf_fail(p, "delivery", key,
 				  "\"%s\" is not a number from 1 to 64", value);
 			return -1;

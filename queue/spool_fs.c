@@ -124,9 +124,35 @@ spool_mkdir_p(const char *path, mode_t mode)
 		}
 		*p = '/';
 	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+	if (mkdir(tmp, mode) == 0)
+		rc = 1;
+	else if (errno != EEXIST)
 		rc = -errno;
 out:
+	free(tmp);
+	return rc;
+}
+
+/* Makes a directory entry just created in path's parent survive a crash. */
+static int
+spool_sync_parent(const char *path)
+{
+	char *tmp = strdup(path), *slash;
+	int fd, rc = 0;
+
+	if (tmp == NULL)
+		return -ENOMEM;
+	slash = strrchr(tmp, '/');
+	if (slash == tmp)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	fd =
+	    open(slash != NULL ? tmp : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
 	free(tmp);
 	return rc;
 }
@@ -159,7 +185,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	   size_t errlen)
 {
 	struct spool *sp;
-	int i, rc;
+	int i, rc, made = 0;
 
 	*out = NULL;
 	if (dir == NULL || dir[0] == '\0') {
@@ -182,6 +208,8 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	}
 	if (create) {
 		rc = spool_mkdir_p(dir, SPOOL_ROOT_MODE);
+		if (rc == 1)
+			rc = spool_sync_parent(dir);
 		if (rc < 0) {
 			spool_err(err, errlen, "spool: create %s: %s", dir,
 				  strerror(-rc));
@@ -201,8 +229,9 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		const char *name =
 		    i < SPOOL_NDIRS ? spool_dir_names[i] : "state";
 
-		if (create && mkdirat(sp->dfd, name, spool_dir_modes[i]) < 0 &&
-		    errno != EEXIST) {
+		if (create && mkdirat(sp->dfd, name, spool_dir_modes[i]) == 0) {
+			made = 1;
+		} else if (create && errno != EEXIST) {
 			rc = spool_errno(errno);
 			spool_err(err, errlen, "spool: create %s/%s: %s", dir,
 				  name, strerror(-rc));
@@ -221,8 +250,9 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		}
 	}
 	/* make freshly created folders survive a crash (a submitter that
-	 * may not read the spool relies on its owner having done so) */
-	if (create && fsync(sp->dfd) < 0 && errno != EBADF) {
+	 * may not read the spool relies on its owner having done so); a
+	 * spool that was complete already costs no sync */
+	if (made && fsync(sp->dfd) < 0 && errno != EBADF) {
 		rc = spool_errno(errno);
 		spool_err(err, errlen, "spool: fsync %s: %s", dir,
 			  strerror(-rc));

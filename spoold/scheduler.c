@@ -107,6 +107,15 @@ put_unreadable(struct state_txn *txn, const char *id, const char *why)
 
 /* ---- pickup: new/ -> LMDB + cur/ --------------------------------- */
 
+/* The jobs claimed in one state transaction; they start once it commits. */
+struct claims {
+	struct job *jobs[CONF_MAX_CONCURRENCY];
+	size_t n;
+	size_t reserved;  /* delivery threads promised to other jobs */
+	int64_t next_due; /* when nothing more was due: the next due time */
+	int drained;	  /* nothing more was due */
+};
+
 static void pickup_cb(uv_timer_t *t);
 
 void
@@ -240,19 +249,26 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *name,
 	return rc;
 }
 
+static int claims_take(struct daemon *d, struct state_txn *txn,
+		       struct claims *c);
+static void claims_finish(struct daemon *d, struct claims *c, int committed);
+
 static void
 pickup_cb(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 	char(*moved)[QUEUE_ID_LEN + 1] = NULL;
 	struct state_txn *txn = NULL;
+	struct claims c = {0};
 	size_t nmoved = 0;
 	int rc;
 
 	if (d->rescan_new)
 		pickup_read_new(d);
-	if (d->npending == 0)
-		goto out;
+	if (d->npending == 0) {
+		sched_run(d);
+		return;
+	}
 	moved = calloc(d->npending, sizeof(*moved));
 	if (moved == NULL || (rc = state_begin(d->state, 1, &txn)) < 0) {
 		log_err("pickup: cannot open a state transaction");
@@ -260,18 +276,19 @@ pickup_cb(uv_timer_t *t)
 	}
 	for (size_t i = 0; i < d->npending; i++) {
 		rc = pickup_one(d, txn, d->pending[i], moved[nmoved]);
-		if (rc < 0) {
-			log_err("pickup: state write failed: %s",
-				strerror(-rc));
-			state_abort(txn);
-			goto retry;
-		}
+		if (rc < 0)
+			goto abort;
 		if (rc == 1)
 			nmoved++;
 	}
+	/* the new messages leave for delivery in the same commit */
+	rc = claims_take(d, txn, &c);
+	if (rc < 0)
+		goto abort;
 	rc = state_commit(txn);
 	if (rc < 0) {
 		log_err("pickup: state commit failed: %s", strerror(-rc));
+		claims_finish(d, &c, 0);
 		goto retry;
 	}
 	for (size_t i = 0; i < nmoved; i++) {
@@ -287,9 +304,13 @@ pickup_cb(uv_timer_t *t)
 	}
 	d->npending = 0;
 	free(moved);
-out:
-	sched_run(d);
+	/* only now: the delivery threads read the files from cur/ */
+	claims_finish(d, &c, 1);
 	return;
+abort:
+	log_err("pickup: state write failed: %s", strerror(-rc));
+	state_abort(txn);
+	claims_finish(d, &c, 0);
 retry:
 	/* keep the names; the rescan timer also finds them */
 	free(moved);
@@ -368,76 +389,115 @@ job_start(struct daemon *d, struct job *job)
 	workers_submit(d->workers, job);
 }
 
-/* Claims up to one batch of due messages; 1 if a job started. */
+/* Claims one batch of due messages into a new job; 1 if one was claimed,
+ * 0 if nothing is due, -errno on a state error. */
 static int
-dispatch_one(struct daemon *d)
+claim_batch(struct daemon *d, struct state_txn *txn, struct claims *c)
 {
 	char ids[SPOOLD_BATCH_MAX][QUEUE_ID_LEN + 1];
-	struct state_txn *txn;
 	struct job *job;
-	int64_t next_due = 0;
 	size_t n = 0, pos;
 	int rc;
 
-	rc = state_begin(d->state, 1, &txn);
-	if (rc < 0) {
-		log_err("schedule: cannot open a state transaction: %s",
-			strerror(-rc));
-		due_arm(d, now_s() + 1);
-		return 0;
-	}
-	rc = state_due(txn, now_s(), SPOOLD_BATCH_MAX, ids, &n, &next_due);
-	if (rc < 0 || n == 0) {
-		state_abort(txn);
-		due_arm(d, rc < 0 ? now_s() + 1 : next_due);
+	rc = state_due(txn, now_s(), SPOOLD_BATCH_MAX, ids, &n, &c->next_due);
+	if (rc < 0)
+		return rc;
+	if (n == 0) {
+		c->drained = 1;
 		return 0;
 	}
 	/* With every transport down, try the route anyway: a probe can be
 	 * wrong while SMTP works, and the retry schedule bounds the cost. */
 	pos = route_next_up(d, d->gen, 0);
 	job = job_new(d->gen, pos < d->gen->cf.route_count ? pos : 0, n);
-	if (job == NULL) {
-		state_abort(txn);
-		due_arm(d, now_s() + 1);
-		return 0;
-	}
-	for (size_t i = 0; i < n && rc == 0; i++) {
+	if (job == NULL)
+		return -ENOMEM;
+	c->jobs[c->n++] = job;
+	for (size_t i = 0; i < n; i++) {
 		struct queue_msg_info m;
 
 		rc = state_msg_get(txn, ids[i], &m);
 		if (rc < 0)
-			break;
+			return rc;
 		m.state = QUEUE_MSG_DELIVERING;
 		m.next_attempt = 0;
 		rc = state_msg_put(txn, &m);
 		queue_msg_info_free(&m);
+		if (rc < 0)
+			return rc;
 		str_copy(job->msgs[job->n++].id, ids[i], QUEUE_ID_LEN + 1);
 	}
-	if (rc < 0) {
-		state_abort(txn);
-		goto fail;
-	}
-	rc = state_commit(txn);
-	if (rc < 0)
-		goto fail;
-	job_start(d, job);
 	return 1;
-fail:
-	log_err("schedule: state write failed: %s", strerror(-rc));
-	generation_put(job->gen);
-	job_free(job);
-	due_arm(d, now_s() + 1);
-	return 0;
+}
+
+/* Claims due messages inside txn while delivery threads are free, so that
+ * a pickup or a set of results and the claims they allow share one commit
+ * (one fdatasync) instead of two. */
+static int
+claims_take(struct daemon *d, struct state_txn *txn, struct claims *c)
+{
+	int rc = 0;
+
+	c->n = 0;
+	c->next_due = 0;
+	c->drained = 0;
+	if (d->stopping)
+		return 0;
+	while (d->jobs_running + c->reserved + c->n < d->gen->cf.concurrency &&
+	       c->n < CONF_MAX_CONCURRENCY && (rc = claim_batch(d, txn, c)) > 0)
+		;
+	return rc < 0 ? rc : 0;
+}
+
+/* After the commit: starts the claimed jobs, or drops them if the
+ * transaction failed (their records stay as they were). */
+static void
+claims_finish(struct daemon *d, struct claims *c, int committed)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		if (committed) {
+			job_start(d, c->jobs[i]);
+		} else {
+			generation_put(c->jobs[i]->gen);
+			job_free(c->jobs[i]);
+		}
+	}
+	if (!committed)
+		due_arm(d, now_s() + 1);
+	else if (c->drained)
+		due_arm(d, c->next_due);
+	c->n = 0;
 }
 
 void
 sched_run(struct daemon *d)
 {
-	if (d->stopping)
+	struct claims c = {0};
+	struct state_txn *txn;
+	int rc;
+
+	if (d->stopping || d->jobs_running >= d->gen->cf.concurrency)
 		return;
-	while (d->jobs_running < d->gen->cf.concurrency)
-		if (!dispatch_one(d))
-			return;
+	rc = state_begin(d->state, 1, &txn);
+	if (rc < 0) {
+		log_err("schedule: cannot open a state transaction: %s",
+			strerror(-rc));
+		due_arm(d, now_s() + 1);
+		return;
+	}
+	rc = claims_take(d, txn, &c);
+	if (rc == 0 && c.n == 0) {
+		state_abort(txn); /* nothing claimed: nothing to write */
+		claims_finish(d, &c, 1);
+		return;
+	}
+	if (rc < 0)
+		state_abort(txn);
+	else
+		rc = state_commit(txn);
+	if (rc < 0)
+		log_err("schedule: state write failed: %s", strerror(-rc));
+	claims_finish(d, &c, rc == 0);
 }
 
 /* ---- outcomes: delivery threads -> LMDB --------------------------- */
@@ -605,9 +665,11 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 }
 
 /* Records a finished job; ids that go on to the next healthy transport
- * of the route are copied into next (sized for job->n), if there is one. */
+ * of the route are copied into next (sized for job->n), if there is one.
+ * The messages now due are claimed into c in the same commit. */
 static int
-outcomes_write(struct daemon *d, struct job *job, struct job *next)
+outcomes_write(struct daemon *d, struct job *job, struct job *next,
+	       struct claims *c)
 {
 	struct state_txn *txn;
 	int rc = state_begin(d->state, 1, &txn);
@@ -640,6 +702,10 @@ outcomes_write(struct daemon *d, struct job *job, struct job *next)
 		}
 		queue_msg_info_free(&m);
 	}
+	c->reserved = next != NULL && next->n > 0;
+	/* a pending repair waits for every job to end: claim nothing */
+	if (rc >= 0 && !d->state_repair)
+		rc = claims_take(d, txn, c);
 	if (rc < 0) {
 		state_abort(txn);
 		return rc;
@@ -651,6 +717,7 @@ void
 sched_job_done(struct daemon *d, struct job *job)
 {
 	struct job *next = NULL;
+	struct claims c = {0};
 	int rc;
 
 	const char *tname = job->gen->cf.transports[job->transport].name;
@@ -666,7 +733,7 @@ sched_job_done(struct daemon *d, struct job *job)
 	pos = route_next_up(d, job->gen, job->route_pos + 1);
 	if (pos < job->gen->cf.route_count)
 		next = job_new(job->gen, pos, job->n);
-	rc = outcomes_write(d, job, next);
+	rc = outcomes_write(d, job, next, &c);
 	if (rc < 0) {
 		/* Each recipient's outcome is in the spool file already;
 		 * the message is retried from there once its record leaves
@@ -680,6 +747,7 @@ sched_job_done(struct daemon *d, struct job *job)
 		generation_put(next->gen);
 		job_free(next);
 	}
+	claims_finish(d, &c, rc >= 0);
 	generation_put(job->gen);
 	job_free(job);
 	if (d->stopping) {

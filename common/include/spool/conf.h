@@ -16,6 +16,7 @@
 #define CONF_DEFAULT_SPOOL "/var/spool/spoold"
 #define CONF_MAX_TRANSPORTS 16
 #define CONF_MAX_RETRY 16
+#define CONF_MAX_CONCURRENCY 64
 #define CONF_MAX_EXPECT 16
 #define CONF_NAME_MAX 64
 
