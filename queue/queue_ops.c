@@ -80,6 +80,23 @@ state_flush(struct state_txn *txn, const char *const *ids, size_t n,
 	return rc < 0 ? rc : 0;
 }
 
+int
+state_flush_later(struct state_txn *txn, int64_t now, size_t max, size_t *count)
+{
+	char(*ids)[QUEUE_ID_LEN + 1] = calloc(max ? max : 1, sizeof(*ids));
+	size_t n = 0;
+	int rc;
+
+	*count = 0;
+	if (ids == NULL)
+		return -ENOMEM;
+	rc = state_due_after(txn, now, max, ids, &n);
+	for (size_t i = 0; i < n && rc >= 0; i++)
+		rc = flush_one(txn, ids[i], now, count);
+	free(ids);
+	return rc < 0 ? rc : 0;
+}
+
 /* ---- operator actions -------------------------------------------- */
 
 const char *

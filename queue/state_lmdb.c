@@ -913,6 +913,47 @@ state_due(struct state_txn *txn, int64_t now, size_t max,
 }
 
 int
+state_due_after(struct state_txn *txn, int64_t after, size_t max,
+		char (*ids)[QUEUE_ID_LEN + 1], size_t *n)
+{
+	unsigned char from[8];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t count = 0;
+	int rc;
+
+	*n = 0;
+	if (after == INT64_MAX)
+		return 0;
+	rc = mdb_cursor_open(txn->txn, txn->st->due, &cur);
+	if (rc != 0)
+		return state_err(rc);
+	put_be(from, (uint64_t)after + 1, 8);
+	k.mv_size = sizeof(from);
+	k.mv_data = from;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && count < max;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != STATE_DUE_KEY_LEN) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		memcpy(ids[count], (char *)k.mv_data + 8, QUEUE_ID_LEN);
+		ids[count][QUEUE_ID_LEN] = '\0';
+		if (!queue_id_valid(ids[count])) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		count++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return state_err(rc);
+	*n = count;
+	return 0;
+}
+
+int
 state_foreach(struct state_txn *txn,
 	      int (*cb)(const struct queue_msg_info *m, void *arg), void *arg)
 {

@@ -10,6 +10,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,7 +181,9 @@ pickup_read_new(struct daemon *d)
 			close(fd);
 		return;
 	}
+	/* every name still waiting is in new/: read, not added twice */
 	d->rescan_new = 0;
+	d->npending = 0;
 	while ((de = readdir(dir)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -249,6 +252,9 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *name,
 	return rc;
 }
 
+/* New files recorded per transaction. */
+#define PICKUP_CHUNK 1000
+
 static int claims_take(struct daemon *d, struct state_txn *txn,
 		       struct claims *c);
 static void claims_finish(struct daemon *d, struct claims *c, int committed);
@@ -260,7 +266,7 @@ pickup_cb(uv_timer_t *t)
 	char(*moved)[QUEUE_ID_LEN + 1] = NULL;
 	struct state_txn *txn = NULL;
 	struct claims c = {0};
-	size_t nmoved = 0;
+	size_t nmoved = 0, take;
 	int rc;
 
 	if (d->rescan_new)
@@ -269,12 +275,15 @@ pickup_cb(uv_timer_t *t)
 		sched_run(d);
 		return;
 	}
-	moved = calloc(d->npending, sizeof(*moved));
+	/* a backlog goes in several commits of bounded size, and other
+	 * events are served between them */
+	take = d->npending < PICKUP_CHUNK ? d->npending : PICKUP_CHUNK;
+	moved = calloc(take, sizeof(*moved));
 	if (moved == NULL || (rc = state_begin(d->state, 1, &txn)) < 0) {
 		log_err("pickup: cannot open a state transaction");
 		goto retry;
 	}
-	for (size_t i = 0; i < d->npending; i++) {
+	for (size_t i = 0; i < take; i++) {
 		rc = pickup_one(d, txn, d->pending[i], moved[nmoved]);
 		if (rc < 0)
 			goto abort;
@@ -302,7 +311,11 @@ pickup_cb(uv_timer_t *t)
 			log_err("id=%s cannot move to cur/: %s", moved[i],
 				strerror(errno));
 	}
-	d->npending = 0;
+	d->npending -= take;
+	memmove(d->pending, d->pending + take,
+		d->npending * sizeof(*d->pending));
+	if (d->npending > 0)
+		uv_timer_start(&d->pickup_timer, pickup_cb, 0, 0);
 	free(moved);
 	/* only now: the delivery threads read the files from cur/ */
 	claims_finish(d, &c, 1);
@@ -841,33 +854,60 @@ sched_act(struct daemon *d, enum queue_action a, char **ids, size_t n,
 	return 0;
 }
 
-int
-sched_flush(struct daemon *d, char **ids, size_t n, char *err, size_t errlen)
+/* Messages made due per transaction by a flush of the whole queue. */
+#define FLUSH_CHUNK 1000
+
+/* One transaction of a flush: the ids given, or with n == 0 the next
+ * FLUSH_CHUNK messages not yet due. */
+static int
+flush_txn(struct daemon *d, char **ids, size_t n, int64_t now, size_t *done,
+	  char *err, size_t errlen)
 {
 	struct state_txn *txn;
-	size_t done = 0;
 	int rc = state_begin(d->state, 1, &txn);
 
 	if (rc < 0) {
 		snprintf(err, errlen, "state: %s", strerror(-rc));
 		return rc;
 	}
-	rc = state_flush(txn, (const char *const *)ids, n, now_s(), &done, err,
-			 errlen);
+	if (n > 0) {
+		rc = state_flush(txn, (const char *const *)ids, n, now, done,
+				 err, errlen);
+	} else {
+		rc = state_flush_later(txn, now, FLUSH_CHUNK, done);
+		if (rc < 0)
+			snprintf(err, errlen, "state: %s", strerror(-rc));
+	}
 	if (rc < 0) {
 		state_abort(txn);
 		return rc;
 	}
 	rc = state_commit(txn);
-	if (rc < 0) {
+	if (rc < 0)
 		snprintf(err, errlen, "state: %s", strerror(-rc));
-		return rc;
+	return rc;
+}
+
+int
+sched_flush(struct daemon *d, char **ids, size_t n, char *err, size_t errlen)
+{
+	int64_t now = now_s();
+	size_t total = 0, done;
+	int rc;
+
+	do {
+		rc = flush_txn(d, ids, n, now, &done, err, errlen);
+		if (rc < 0)
+			break;
+		total += done;
+	} while (n == 0 && done == FLUSH_CHUNK);
+	if (total > 0 || rc >= 0) {
+		log_info("flush: %zu message(s) due now", total);
+		uv_timer_stop(&d->due_timer);
+		d->due_armed = 0;
+		sched_run(d);
 	}
-	log_info("flush: %zu message(s) due now", done);
-	uv_timer_stop(&d->due_timer);
-	d->due_armed = 0;
-	sched_run(d);
-	return (int)done;
+	return rc < 0 ? rc : (int)(total > INT_MAX ? INT_MAX : total);
 }
 
 /* ---- start-up reconciliation -------------------------------------- */

@@ -1088,6 +1088,76 @@ test_state_due(void **ctx)
 	state_close(st);
 }
 
+/* A whole-queue flush in chunks: each call makes the next messages not
+ * yet due due, earliest first, and leaves other states alone. */
+static void
+test_state_flush_later(void **ctx)
+{
+	static const struct {
+		const char *id;
+		enum queue_msg_state s;
+		int64_t next;
+	} t[] = {
+	    {"000000000000010000000000", QUEUE_MSG_DEFERRED, 300},
+	    {"000000000000020000000000", QUEUE_MSG_QUEUED, 0},
+	    {"000000000000030000000000", QUEUE_MSG_DEFERRED, 900},
+	    {"000000000000040000000000", QUEUE_MSG_HELD, 800},
+	    {"000000000000050000000000", QUEUE_MSG_DEFERRED, 250},
+	    {"000000000000060000000000", QUEUE_MSG_DELIVERING, 700},
+	    {"000000000000070000000000", QUEUE_MSG_DEFERRED, 200},
+	};
+	struct fixture *fx = *ctx;
+	struct state *st = open_state(fx, 0);
+	char ids[8][QUEUE_ID_LEN + 1];
+	struct queue_msg_info m;
+	struct queue_rcpt_info r[1];
+	struct state_txn *tx;
+	int64_t next;
+	size_t n, count, i;
+
+	assert_int_equal(state_begin(st, 1, &tx), 0);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		make_msg(&m, r, 1, t[i].id, t[i].s, t[i].next);
+		assert_int_equal(state_msg_put(tx, &m), 0);
+	}
+	/* later than 200: three deferred ones, earliest first */
+	assert_int_equal(state_due_after(tx, 200, 8, ids, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(ids[0], t[4].id);
+	assert_string_equal(ids[1], t[0].id);
+	assert_string_equal(ids[2], t[2].id);
+	assert_int_equal(state_due_after(tx, INT64_MAX, 8, ids, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(state_commit(tx), 0);
+
+	/* at 100: four wait (200, 250, 300, 900); two per transaction */
+	assert_int_equal(state_begin(st, 1, &tx), 0);
+	assert_int_equal(state_flush_later(tx, 100, 2, &count), 0);
+	assert_int_equal(count, 2);
+	assert_int_equal(state_commit(tx), 0);
+	assert_int_equal(state_begin(st, 1, &tx), 0);
+	assert_int_equal(state_due(tx, 100, 8, ids, &n, &next), 0);
+	assert_int_equal(n, 3); /* the queued one and the two flushed */
+	assert_int_equal(next, 300);
+	assert_int_equal(state_flush_later(tx, 100, 2, &count), 0);
+	assert_int_equal(count, 2);
+	assert_int_equal(state_flush_later(tx, 100, 2, &count), 0);
+	assert_int_equal(count, 0);
+	assert_int_equal(state_due(tx, 100, 8, ids, &n, &next), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(next, 0);
+	/* held and delivering are untouched */
+	assert_int_equal(state_msg_get(tx, t[3].id, &m), 0);
+	assert_int_equal(m.state, QUEUE_MSG_HELD);
+	assert_int_equal(m.next_attempt, 800);
+	queue_msg_info_free(&m);
+	assert_int_equal(state_msg_get(tx, t[5].id, &m), 0);
+	assert_int_equal(m.state, QUEUE_MSG_DELIVERING);
+	queue_msg_info_free(&m);
+	assert_int_equal(state_commit(tx), 0);
+	state_close(st);
+}
+
 static int
 foreach_cb(const struct queue_msg_info *m, void *arg)
 {
@@ -1480,6 +1550,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_state_roundtrip, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_state_due, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_state_flush_later, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_state_foreach_count_meta,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_count_large, setup,

@@ -260,6 +260,11 @@ int state_msg_del(struct state_txn *txn, const char *id);
 int state_due(struct state_txn *txn, int64_t now, size_t max,
 	      char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due);
 
+/* Up to max ids whose next_attempt > after, earliest first, into ids;
+ * *n gets the count. Reads the due index only. */
+int state_due_after(struct state_txn *txn, int64_t after, size_t max,
+		    char (*ids)[QUEUE_ID_LEN + 1], size_t *n);
+
 /* Every record in id order; stops when cb returns non-zero (returned). */
 int state_foreach(struct state_txn *txn,
 		  int (*cb)(const struct queue_msg_info *m, void *arg),
@@ -276,6 +281,16 @@ int state_count(struct state_txn *txn, uint64_t counts[5]);
  */
 int state_flush(struct state_txn *txn, const char *const *ids, size_t n,
 		int64_t now, size_t *count, char *err, size_t errlen);
+
+/*
+ * Makes up to max of the queued or deferred messages that are not due at
+ * now due at now; *count gets how many. Called in fresh transactions until
+ * *count < max, it flushes the whole queue with a bounded transaction
+ * size: LMDB holds each page a transaction changes in memory until the
+ * commit, and keeps those buffers for later transactions.
+ */
+int state_flush_later(struct state_txn *txn, int64_t now, size_t max,
+		      size_t *count);
 
 /* What an operator does to a message. */
 enum queue_action { QUEUE_HOLD, QUEUE_RELEASE, QUEUE_DELETE, QUEUE_REQUEUE };
