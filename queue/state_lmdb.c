@@ -855,6 +855,17 @@ state_msg_del(struct state_txn *txn, const char *id)
 	return state_write_err(txn, rc);
 }
 
+/* The id of a due-index key, or MDB_CORRUPTED. */
+static int
+due_key_id(const MDB_val *k, char id[QUEUE_ID_LEN + 1])
+{
+	if (k->mv_size != STATE_DUE_KEY_LEN)
+		return MDB_CORRUPTED;
+	memcpy(id, (const char *)k->mv_data + 8, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+	return queue_id_valid(id) ? 0 : MDB_CORRUPTED;
+}
+
 int
 state_due(struct state_txn *txn, int64_t now, size_t max,
 	  char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due)
@@ -897,12 +908,9 @@ state_due(struct state_txn *txn, int64_t now, size_t max,
 				*next_due = (int64_t)get_be(k.mv_data, 8);
 			break;
 		}
-		memcpy(ids[count], (char *)k.mv_data + 8, QUEUE_ID_LEN);
-		ids[count][QUEUE_ID_LEN] = '\0';
-		if (!queue_id_valid(ids[count])) {
-			rc = MDB_CORRUPTED;
+		rc = due_key_id(&k, ids[count]);
+		if (rc != 0)
 			break;
-		}
 		count++;
 	}
 	mdb_cursor_close(cur);
@@ -934,16 +942,9 @@ state_due_after(struct state_txn *txn, int64_t after, size_t max,
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	     rc == 0 && count < max;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != STATE_DUE_KEY_LEN) {
-			rc = MDB_CORRUPTED;
+		rc = due_key_id(&k, ids[count]);
+		if (rc != 0)
 			break;
-		}
-		memcpy(ids[count], (char *)k.mv_data + 8, QUEUE_ID_LEN);
-		ids[count][QUEUE_ID_LEN] = '\0';
-		if (!queue_id_valid(ids[count])) {
-			rc = MDB_CORRUPTED;
-			break;
-		}
 		count++;
 	}
 	mdb_cursor_close(cur);

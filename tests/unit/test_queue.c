@@ -1008,14 +1008,33 @@ test_state_roundtrip(void **ctx)
 	state_close(st);
 }
 
+/* A message of the due-index tests: its id, state and next attempt. */
+struct due_case {
+	const char *id;
+	enum queue_msg_state s;
+	int64_t next;
+};
+
+/* Stores one single-recipient record per case in one transaction. */
+static void
+put_due_cases(struct state *st, const struct due_case *t, size_t n)
+{
+	struct queue_msg_info m;
+	struct queue_rcpt_info r[1];
+	struct state_txn *tx;
+
+	assert_int_equal(state_begin(st, 1, &tx), 0);
+	for (size_t i = 0; i < n; i++) {
+		make_msg(&m, r, 1, t[i].id, t[i].s, t[i].next);
+		assert_int_equal(state_msg_put(tx, &m), 0);
+	}
+	assert_int_equal(state_commit(tx), 0);
+}
+
 static void
 test_state_due(void **ctx)
 {
-	static const struct {
-		const char *id;
-		enum queue_msg_state s;
-		int64_t next;
-	} t[] = {
+	static const struct due_case t[] = {
 	    {"000000000000010000000000", QUEUE_MSG_DEFERRED, 300},
 	    {"000000000000020000000000", QUEUE_MSG_QUEUED, 0},
 	    {"000000000000030000000000", QUEUE_MSG_DEFERRED, 100},
@@ -1032,17 +1051,14 @@ test_state_due(void **ctx)
 	struct queue_rcpt_info r[1];
 	struct state_txn *tx;
 	int64_t next;
-	size_t n, i;
+	size_t n;
 
-	assert_int_equal(state_begin(st, 1, &tx), 0);
+	assert_int_equal(state_begin(st, 0, &tx), 0);
 	assert_int_equal(state_due(tx, 1000, 8, ids, &n, &next), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(next, 0);
-	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		make_msg(&m, r, 1, t[i].id, t[i].s, t[i].next);
-		assert_int_equal(state_msg_put(tx, &m), 0);
-	}
-	assert_int_equal(state_commit(tx), 0);
+	state_abort(tx);
+	put_due_cases(st, t, sizeof(t) / sizeof(t[0]));
 
 	assert_int_equal(state_begin(st, 0, &tx), 0);
 	/* earliest first; only queued and deferred; ties in id order */
@@ -1093,11 +1109,7 @@ test_state_due(void **ctx)
 static void
 test_state_flush_later(void **ctx)
 {
-	static const struct {
-		const char *id;
-		enum queue_msg_state s;
-		int64_t next;
-	} t[] = {
+	static const struct due_case t[] = {
 	    {"000000000000010000000000", QUEUE_MSG_DEFERRED, 300},
 	    {"000000000000020000000000", QUEUE_MSG_QUEUED, 0},
 	    {"000000000000030000000000", QUEUE_MSG_DEFERRED, 900},
@@ -1110,16 +1122,12 @@ test_state_flush_later(void **ctx)
 	struct state *st = open_state(fx, 0);
 	char ids[8][QUEUE_ID_LEN + 1];
 	struct queue_msg_info m;
-	struct queue_rcpt_info r[1];
 	struct state_txn *tx;
 	int64_t next;
-	size_t n, count, i;
+	size_t n, count;
 
-	assert_int_equal(state_begin(st, 1, &tx), 0);
-	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		make_msg(&m, r, 1, t[i].id, t[i].s, t[i].next);
-		assert_int_equal(state_msg_put(tx, &m), 0);
-	}
+	put_due_cases(st, t, sizeof(t) / sizeof(t[0]));
+	assert_int_equal(state_begin(st, 0, &tx), 0);
 	/* later than 200: three deferred ones, earliest first */
 	assert_int_equal(state_due_after(tx, 200, 8, ids, &n), 0);
 	assert_int_equal(n, 3);
@@ -1128,7 +1136,7 @@ test_state_flush_later(void **ctx)
 	assert_string_equal(ids[2], t[2].id);
 	assert_int_equal(state_due_after(tx, INT64_MAX, 8, ids, &n), 0);
 	assert_int_equal(n, 0);
-	assert_int_equal(state_commit(tx), 0);
+	state_abort(tx);
 
 	/* at 100: four wait (200, 250, 300, 900); two per transaction */
 	assert_int_equal(state_begin(st, 1, &tx), 0);
