@@ -603,6 +603,18 @@ def scale(sp, work, n, quiet_s):
             "scale_drain_per_s": n / (t1 - t0)}
 
 
+def spawn_floor(n=500):
+    """A process that only starts and pipes the message to cat, started as
+    the submitters are: the floor under any sendmail interface."""
+    lat = []
+    for i in range(n):
+        t0 = time.time_ns()
+        subprocess.run(["cat"], input=message("spawn.%d" % i),
+                       stdout=subprocess.DEVNULL, check=True)
+        lat.append((time.time_ns() - t0) / 1e6)
+    return {"spawn_cat_p50_ms": pct(lat, 50)}
+
+
 def sink_rate(work, n=4000):
     """How fast the fast sink takes ~1 KiB messages from one client and
     from four (spoold's default concurrency), each keeping its connection
@@ -673,6 +685,7 @@ def main():
     try:
         common = {}
         common.update(disk_rate(work))
+        common.update(spawn_floor())
         common.update(sink_rate(work))
         log("disk and sink: " + fmt(common))
         for system in (pf, sp):
