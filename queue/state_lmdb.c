@@ -1070,7 +1070,10 @@ state_verify(const char *spool_dir, char *err, size_t errlen)
 	}
 	if (pid == 0) {
 		rc = state_verify_all(spool_dir);
-		_exit(rc == -EBADMSG ? 2 : 0);
+		/* -EIO is an LMDB error with no errno of its own: a
+		 * database record LMDB refuses to use (MDB_BAD_TXN on a
+		 * fresh transaction) is damage like a broken page */
+		_exit(rc == -EBADMSG || rc == -EIO ? 2 : 0);
 	}
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {

@@ -1347,6 +1347,47 @@ test_state_corrupt(void **ctx)
 	assert_int_equal(state_remove(fx->dir), 0);
 }
 
+/* The "due" database's record in the main tree (every copy of it: each
+ * meta page may point at its own) gets garbage for its page counts and
+ * root: LMDB opens the state and reports that record as is, and only
+ * refuses a transaction on it later. The check must call it damage. */
+static void
+test_state_verify_bad_db_record(void **ctx)
+{
+	struct fixture *fx = *ctx;
+	unsigned char *data, junk[40];
+	char p[256];
+	struct stat sb;
+	int fd, found = 0;
+
+	fill_state(fx, 20);
+	snprintf(p, sizeof(p), "%s/state/data.mdb", fx->dir);
+	fd = open(p, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	data = malloc((size_t)sb.st_size);
+	assert_non_null(data);
+	assert_int_equal(read(fd, data, (size_t)sb.st_size), sb.st_size);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(0xc3 + i * 29);
+	/* the key, then the record: pad, flags and depth (8 bytes) stay,
+	 * the page counts, entries and root (40 bytes) go */
+	for (off_t off = 0; off + 3 + 48 <= sb.st_size; off++) {
+		if (memcmp(data + off, "due", 3) != 0)
+			continue;
+		assert_int_equal(pwrite(fd, junk, sizeof(junk), off + 3 + 8),
+				 (ssize_t)sizeof(junk));
+		found++;
+	}
+	free(data);
+	close(fd);
+	assert_true(found > 0);
+	fx->err[0] = '\0';
+	assert_int_equal(state_verify(fx->dir, fx->err, ERRLEN), -EBADMSG);
+	assert_non_null(strstr(fx->err, "corrupt"));
+	assert_int_equal(state_remove(fx->dir), 0);
+}
+
 static void
 test_state_map_growth(void **ctx)
 {
@@ -1566,6 +1607,8 @@ main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_state_corrupt, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_state_verify_bad_db_record,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_map_growth, setup,
 					    teardown),
 	    cmocka_unit_test(test_record_codec),
