@@ -855,22 +855,16 @@ state_msg_del(struct state_txn *txn, const char *id)
 	return state_write_err(txn, rc);
 }
 
-/* The id of a due-index key, or MDB_CORRUPTED. */
+/*
+ * Walks the due index from time from on: up to max ids whose time is at
+ * most until, earliest first. *next gets the first time after until still
+ * in the index (0 if none), as if the ids returned were taken.
+ */
 static int
-due_key_id(const MDB_val *k, char id[QUEUE_ID_LEN + 1])
+due_scan(struct state_txn *txn, int64_t from, int64_t until, size_t max,
+	 char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next)
 {
-	if (k->mv_size != STATE_DUE_KEY_LEN)
-		return MDB_CORRUPTED;
-	memcpy(id, (const char *)k->mv_data + 8, QUEUE_ID_LEN);
-	id[QUEUE_ID_LEN] = '\0';
-	return queue_id_valid(id) ? 0 : MDB_CORRUPTED;
-}
-
-int
-state_due(struct state_txn *txn, int64_t now, size_t max,
-	  char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due)
-{
-	unsigned char from[8];
+	unsigned char key[8];
 	MDB_cursor *cur;
 	MDB_val k, v;
 	size_t count = 0;
@@ -878,39 +872,45 @@ state_due(struct state_txn *txn, int64_t now, size_t max,
 	int rc;
 
 	*n = 0;
-	*next_due = 0;
+	*next = 0;
 	rc = mdb_cursor_open(txn->txn, txn->st->due, &cur);
 	if (rc != 0)
 		return state_err(rc);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	put_be(key, (uint64_t)from, 8);
+	k.mv_size = sizeof(key);
+	k.mv_data = key;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (k.mv_size != STATE_DUE_KEY_LEN) {
 			rc = MDB_CORRUPTED;
 			break;
 		}
 		when = (int64_t)get_be(k.mv_data, 8);
-		if (when > now) {
-			*next_due = when;
+		if (when > until) {
+			*next = when;
 			break;
 		}
 		if (count == max) {
-			/* more are due than asked for: report the first
-			 * later one, as if the earlier ones were taken */
-			if (now == INT64_MAX) {
+			/* more are within until than asked for: skip to
+			 * the first later one */
+			if (until == INT64_MAX) {
 				rc = MDB_NOTFOUND;
 				break;
 			}
-			put_be(from, (uint64_t)now + 1, 8);
-			k.mv_size = sizeof(from);
-			k.mv_data = from;
+			put_be(key, (uint64_t)until + 1, 8);
+			k.mv_size = sizeof(key);
+			k.mv_data = key;
 			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 			if (rc == 0)
-				*next_due = (int64_t)get_be(k.mv_data, 8);
+				*next = (int64_t)get_be(k.mv_data, 8);
 			break;
 		}
-		rc = due_key_id(&k, ids[count]);
-		if (rc != 0)
+		memcpy(ids[count], (char *)k.mv_data + 8, QUEUE_ID_LEN);
+		ids[count][QUEUE_ID_LEN] = '\0';
+		if (!queue_id_valid(ids[count])) {
+			rc = MDB_CORRUPTED;
 			break;
+		}
 		count++;
 	}
 	mdb_cursor_close(cur);
@@ -921,37 +921,22 @@ state_due(struct state_txn *txn, int64_t now, size_t max,
 }
 
 int
+state_due(struct state_txn *txn, int64_t now, size_t max,
+	  char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due)
+{
+	return due_scan(txn, 0, now, max, ids, n, next_due);
+}
+
+int
 state_due_after(struct state_txn *txn, int64_t after, size_t max,
 		char (*ids)[QUEUE_ID_LEN + 1], size_t *n)
 {
-	unsigned char from[8];
-	MDB_cursor *cur;
-	MDB_val k, v;
-	size_t count = 0;
-	int rc;
+	int64_t next;
 
 	*n = 0;
 	if (after == INT64_MAX)
 		return 0;
-	rc = mdb_cursor_open(txn->txn, txn->st->due, &cur);
-	if (rc != 0)
-		return state_err(rc);
-	put_be(from, (uint64_t)after + 1, 8);
-	k.mv_size = sizeof(from);
-	k.mv_data = from;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     rc == 0 && count < max;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		rc = due_key_id(&k, ids[count]);
-		if (rc != 0)
-			break;
-		count++;
-	}
-	mdb_cursor_close(cur);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return state_err(rc);
-	*n = count;
-	return 0;
+	return due_scan(txn, after + 1, INT64_MAX, max, ids, n, &next);
 }
 
 int
