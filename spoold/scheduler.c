@@ -115,6 +115,7 @@ struct claims {
 	size_t reserved;  /* delivery threads promised to other jobs */
 	int64_t next_due; /* when nothing more was due: the next due time */
 	int drained;	  /* nothing more was due */
+	int taken;	  /* the due index was read for free threads */
 };
 
 static void pickup_cb(uv_timer_t *t);
@@ -454,11 +455,13 @@ claims_take(struct daemon *d, struct state_txn *txn, struct claims *c)
 	c->n = 0;
 	c->next_due = 0;
 	c->drained = 0;
+	c->taken = 0;
 	if (d->stopping)
 		return 0;
 	while (d->jobs_running + c->reserved + c->n < d->gen->cf.concurrency &&
 	       c->n < CONF_MAX_CONCURRENCY && (rc = claim_batch(d, txn, c)) > 0)
 		;
+	c->taken = rc == 0;
 	return rc < 0 ? rc : 0;
 }
 
@@ -768,7 +771,10 @@ sched_job_done(struct daemon *d, struct job *job)
 		return;
 	}
 	sched_repair(d);
-	sched_run(d);
+	/* the claims committed with the results filled every free thread
+	 * or found nothing more due: a second look would find the same */
+	if (rc < 0 || !c.taken)
+		sched_run(d);
 }
 
 static int sched_reconcile(struct daemon *d, size_t *rebuilt);
