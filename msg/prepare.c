@@ -651,6 +651,13 @@ msg__rcpt_arg(struct msg_strlist *l, const char *arg, const char *host,
 	return 0;
 }
 
+int
+msg_rcpt_parse(struct msg_strlist *out, const char *arg, const char *host,
+	       char *err, size_t errlen)
+{
+	return msg__rcpt_arg(out, arg, host, "recipient", err, errlen);
+}
+
 struct first_ctx {
 	char *addr;
 };

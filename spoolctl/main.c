@@ -261,6 +261,24 @@ view_load(struct queue_view *v, const struct conf *cf)
 	return 0;
 }
 
+/* view_load after loading the configuration; v is empty on failure. */
+static int
+view_load_conf(struct queue_view *v, const char *conf_path)
+{
+	struct conf cf;
+	int rc;
+
+	if ((rc = ctl_conf_load(&cf, conf_path)) != 0)
+		return rc;
+	rc = view_load(v, &cf);
+	conf_free(&cf);
+	if (rc != 0) {
+		view_free(v);
+		memset(v, 0, sizeof(*v));
+	}
+	return rc;
+}
+
 /* ---- output -------------------------------------------------------- */
 
 static cJSON *
@@ -391,7 +409,6 @@ cmd_list(const char *conf_path, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct queue_view v = {.filter = LIST_QUEUE};
-	struct conf cf;
 	int opt, json = 0, rc;
 
 	optind = 1;
@@ -417,14 +434,8 @@ cmd_list(const char *conf_path, int argc, char **argv)
 		ctl_error("list takes no arguments");
 		return EX_USAGE;
 	}
-	if ((rc = ctl_conf_load(&cf, conf_path)) != 0)
+	if ((rc = view_load_conf(&v, conf_path)) != 0)
 		return rc;
-	rc = view_load(&v, &cf);
-	conf_free(&cf);
-	if (rc != 0) {
-		view_free(&v);
-		return rc;
-	}
 	if (json) {
 		cJSON *arr = cJSON_CreateArray();
 
@@ -438,6 +449,102 @@ cmd_list(const char *conf_path, int argc, char **argv)
 			print_msg_text(&v.msgs[i], now);
 		printf("-- %zu message(s)\n", v.n);
 	}
+	view_free(&v);
+	return rc;
+}
+
+/* ---- mailq: Postfix's format --------------------------------------- */
+
+/*
+ * Postfix's showq_compat layout, column for column, so that what parses
+ * Postfix's mailq (monitoring's check_mailq -M postfix, scripts that count
+ * "Requests") parses this one: a heading, a block per message, and the
+ * "-- N Kbytes in N Requests." summary, or "Mail queue is empty".
+ */
+#define MAILQ_STRING_FORMAT "%-11s %7s %-20s %s\n"
+#define MAILQ_SENDER_FORMAT "%-11s %7llu %-20.20s %s\n"
+
+/* s for one output line: control characters shown as '?'. */
+static const char *
+mailq_printable(const char *s, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < len; i++)
+		buf[i] =
+		    (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	buf[i] = '\0';
+	return buf;
+}
+
+static void
+mailq_print_msg(const struct queue_msg_info *m)
+{
+	char id[QUEUE_ID_LEN + 3], when[32], line[QUEUE_REPLY_MAX + 8];
+	const char *saved = "";
+	time_t t = (time_t)m->queued_at;
+	struct tm tm;
+
+	/* '*': being delivered (Postfix's active queue); '!': held */
+	snprintf(id, sizeof(id), "%s%s", m->id,
+		 m->state == QUEUE_MSG_DELIVERING ? "*"
+		 : m->state == QUEUE_MSG_HELD	  ? "!"
+						  : "");
+	/* asctime's layout in the C locale, as Postfix prints it */
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm) == 0)
+		when[0] = '\0';
+	printf(MAILQ_SENDER_FORMAT, id, (unsigned long long)m->size, when,
+	       m->sender != NULL && m->sender[0] != '\0'
+		   ? mailq_printable(m->sender, line, sizeof(line))
+		   : "MAILER-DAEMON");
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		const struct queue_rcpt_info *r = &m->rcpt[i];
+		const char *why;
+
+		if (r->state != QUEUE_RCPT_PENDING)
+			continue; /* Postfix lists only who is still due */
+		why = r->reply ? r->reply : m->last_error ? m->last_error : "";
+		/* a reason line when it changes from the recipient before */
+		if (strcmp(why, saved) != 0) {
+			const char *show = *why ? why : "reason unavailable";
+			int pad = 76 - (int)strlen(show);
+
+			saved = why;
+			printf("%*s(%s)\n", pad > 0 ? pad : 0, "",
+			       mailq_printable(show, line, sizeof(line)));
+		}
+		printf(MAILQ_STRING_FORMAT, "", "", "",
+		       mailq_printable(r->address, line, sizeof(line)));
+	}
+}
+
+int
+cmd_mailq(const char *conf_path)
+{
+	struct queue_view v = {.filter = LIST_QUEUE};
+	unsigned long long bytes = 0;
+	int rc;
+
+	if ((rc = view_load_conf(&v, conf_path)) != 0)
+		return rc;
+	for (size_t i = 0; i < v.n; i++) {
+		if (i == 0)
+			printf(MAILQ_STRING_FORMAT, "-Queue ID-", "--Size--",
+			       "----Arrival Time----",
+			       "-Sender/Recipient-------");
+		else
+			printf("\n");
+		mailq_print_msg(&v.msgs[i]);
+		bytes += v.msgs[i].size;
+	}
+	if (v.n == 0)
+		printf("Mail queue is empty\n");
+	else
+		printf("\n-- %llu Kbytes in %zu Request%s.\n", bytes / 1024,
+		       v.n, v.n == 1 ? "" : "s");
+	if (fflush(stdout) == EOF)
+		rc = EX_IOERR;
 	view_free(&v);
 	return rc;
 }
@@ -701,11 +808,12 @@ main(int argc, char **argv)
 
 	if (strcmp(name, "sendmail") == 0) {
 		ctl_progname = "sendmail";
-		return cmd_sendmail(argc, argv);
+		return cmd_sendmail(argc, argv, 0);
 	}
+	/* Postfix's mailq is sendmail -bp, flags and all */
 	if (strcmp(name, "mailq") == 0) {
 		ctl_progname = "mailq";
-		return cmd_list(NULL, argc, argv);
+		return cmd_sendmail(argc, argv, 1);
 	}
 	/* global options stop at the command name */
 	while (i < argc && argv[i][0] == '-') {

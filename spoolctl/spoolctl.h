@@ -35,11 +35,25 @@ struct msg_prepared;
 int submit_raw(const struct conf *cf, const struct msg_submit_opts *o,
 	       int dot_ends, const char *const *rcpt, size_t nrcpt,
 	       struct msg_prepared *p);
+/* msg_prepare with the caller's identity and [spool] max_size: the one
+ * preparation every way in (submit, sendmail, sendmail -bs) goes through.
+ * A sysexits code; err says why, nothing is printed. */
+int submit_prepare(const struct conf *cf, const struct msg_submit_opts *o,
+		   const char *raw, size_t len, const char *const *rcpt,
+		   size_t nrcpt, struct msg_prepared *p, char *err,
+		   size_t errlen);
+/* The login name of the effective uid and the host name, as an added
+ * From and unqualified addresses get them. */
+void submit_identity(char *user, size_t ulen, char *host, size_t hlen);
 /* Writes the message into the spool; id gets its queue id. */
 int submit_spool(const struct conf *cf, const struct msg_prepared *p,
 		 char id[QUEUE_ID_LEN + 1]);
 int cmd_init(const char *conf_path, int argc, char **argv);
-int cmd_sendmail(int argc, char **argv);
+/* Invoked as sendmail, or as mailq (as_mailq: sendmail -bp). */
+int cmd_sendmail(int argc, char **argv, int as_mailq);
+/* The queue in Postfix's mailq format (mailq, sendmail -bp). */
+int cmd_mailq(const char *conf_path);
+
 int cmd_list(const char *conf_path, int argc, char **argv);
 int cmd_show(const char *conf_path, int argc, char **argv);
 int cmd_flush(const char *conf_path, int argc, char **argv);

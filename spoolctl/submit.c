@@ -117,7 +117,7 @@ nomem:
 	return EX_OSERR;
 }
 
-static void
+void
 submit_identity(char *user, size_t ulen, char *host, size_t hlen)
 {
 	struct passwd *pw = getpwuid(geteuid());
@@ -376,12 +376,25 @@ submit_compose(const struct conf *cf, struct submit_args *a, int argc,
 }
 
 int
-submit_raw(const struct conf *cf, const struct msg_submit_opts *in,
-	   int dot_ends, const char *const *rcpt, size_t nrcpt,
-	   struct msg_prepared *p)
+submit_prepare(const struct conf *cf, const struct msg_submit_opts *in,
+	       const char *raw, size_t len, const char *const *rcpt,
+	       size_t nrcpt, struct msg_prepared *p, char *err, size_t errlen)
 {
 	struct msg_submit_opts o = *in;
-	char user[256], host[256], err[512], *raw = NULL;
+	char user[256], host[256];
+
+	submit_identity(user, sizeof(user), host, sizeof(host));
+	o.max_size = cf->max_size;
+	o.user = user;
+	o.hostname = host;
+	return msg_prepare(raw, len, &o, rcpt, nrcpt, p, err, errlen);
+}
+
+int
+submit_raw(const struct conf *cf, const struct msg_submit_opts *o, int dot_ends,
+	   const char *const *rcpt, size_t nrcpt, struct msg_prepared *p)
+{
+	char err[512], *raw = NULL;
 	size_t len = 0;
 	int rc;
 
@@ -390,11 +403,7 @@ submit_raw(const struct conf *cf, const struct msg_submit_opts *in,
 	rc = submit_read_input(0, cf->max_size + 65536, dot_ends, &raw, &len);
 	if (rc != 0)
 		return rc;
-	submit_identity(user, sizeof(user), host, sizeof(host));
-	o.max_size = cf->max_size;
-	o.user = user;
-	o.hostname = host;
-	rc = msg_prepare(raw, len, &o, rcpt, nrcpt, p, err, sizeof(err));
+	rc = submit_prepare(cf, o, raw, len, rcpt, nrcpt, p, err, sizeof(err));
 	free(raw);
 	if (rc != 0)
 		ctl_error("%s", err);

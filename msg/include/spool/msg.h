@@ -73,6 +73,15 @@ void msg_headers_free(struct msg_headers *hs);
 const struct msg_header *msg_headers_find(const struct msg_headers *hs,
 					  const char *name);
 
+/*
+ * Appends the recipients of arg (one address or a list, as a command line
+ * or an SMTP RCPT gives it) to out exactly as msg_prepare reads its
+ * recipient arguments: "@host" added when an address has no domain, each
+ * checked with msg_addr_check. 0, EX_DATAERR (err says why) or EX_OSERR.
+ */
+int msg_rcpt_parse(struct msg_strlist *out, const char *arg, const char *host,
+		   char *err, size_t errlen);
+
 /* What sendmail-style submission was asked for. */
 struct msg_submit_opts {
 	const char *sender;    /* -f, NULL: the From address or user@host */
