@@ -686,10 +686,10 @@ static const struct {
 static void
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: spoolctl [-c FILE] COMMAND [ARGS]\n");
+	fprintf(fp, "usage: spoolctl [-c FILE] COMMAND [ARGS] "
+		    "(COMMAND --help: its usage; spoolctl --version)\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(fp, "       %s\n", commands[i].usage);
-	fprintf(fp, "       spoolctl --version | --help | COMMAND --help\n");
 }
 
 static const char sendmail_usage[] =

@@ -180,20 +180,27 @@ status_load(struct status *s, const struct conf *cf)
 		return EX_NOINPUT;
 	}
 	status_lock_holder(s, cf);
-	if (ctl_call(cf->spool_dir, "STATUS", &reply, STATUS_TIMEOUT_MS) == 0 &&
+	if (ctl_call(cf->spool_dir, "PING", &reply, STATUS_TIMEOUT_MS) == 0 &&
 	    strncmp(reply, "OK pid=", 7) == 0) {
 		s->running = s->responding = 1;
 		s->pid = strtol(reply + 7, NULL, 10);
 	}
+	free(reply);
+	reply = NULL;
 	rc = status_read_local(s, sp, cf);
 	spool_close(sp);
+	if (rc != -EACCES)
+		return rc;
 	/* not allowed to read the queue: the daemon tells what anyone may
 	 * know, and with no daemon answering the counts stay unknown */
-	if (rc == -EACCES)
-		rc = s->responding && status_from_daemon(s, reply) < 0 ? EX_PROTOCOL
-								       : 0;
-	if (rc == EX_PROTOCOL)
-		ctl_error("spoold gave an unexpected status reply");
+	rc = 0;
+	if (s->responding &&
+	    (ctl_call(cf->spool_dir, "STATUS", &reply, STATUS_TIMEOUT_MS) < 0 ||
+	     status_from_daemon(s, reply) < 0)) {
+		ctl_error("spoold gave no status: %s",
+			  reply ? reply : "no answer in time");
+		rc = EX_PROTOCOL;
+	}
 	free(reply);
 	return rc;
 }

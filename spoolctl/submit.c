@@ -225,9 +225,8 @@ submit_wait(const struct conf *cf, const char *id, long seconds)
 		ctl_error("%s is queued; spoold cannot tell its fate: %s", id,
 			  reply + 4);
 		rc = strstr(reply, "no such message") ? EX_UNAVAILABLE
-						       : EX_TEMPFAIL;
-	} else if (sscanf(reply, "OK %15s %u %n", state, &attempts, &off) <
-		   2) {
+						      : EX_TEMPFAIL;
+	} else if (sscanf(reply, "OK %15s %u %n", state, &attempts, &off) < 2) {
 		ctl_error("%s is queued; spoold gave an unexpected reply", id);
 		rc = EX_TEMPFAIL;
 	} else if (strcmp(state, "sent") == 0) {
@@ -320,8 +319,7 @@ submit_parse(int argc, char **argv, struct submit_args *a)
 		case 'i':
 			break; /* always so: input ends at its end */
 		case 'w':
-			if ((rc = submit_parse_wait(argc, argv, &a->wait)) !=
-			    0)
+			if ((rc = submit_parse_wait(argc, argv, &a->wait)) != 0)
 				return rc;
 			break;
 		case 'T':

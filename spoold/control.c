@@ -348,8 +348,9 @@ ctl_wait(struct ctl_conn *c, char **words, size_t n)
 		return;
 	}
 	if (!ctl_may_change(c) && c->uid != v.owner) {
-		ctl_reply(c, "ERR permission denied: %s was submitted by "
-			     "another user\n",
+		ctl_reply(c,
+			  "ERR permission denied: %s was submitted by "
+			  "another user\n",
 			  words[1]);
 		return;
 	}

@@ -69,8 +69,8 @@ health_save(struct health *h)
 	snprintf(key, sizeof(key), "health:%s", h->name);
 	/* -1: never judged, so status does not call it up */
 	snprintf(value, sizeof(value), "%d %lld %s",
-		 h->judged ? health_verdict(h) : -1,
-		 (long long)h->last_probe, h->last_error);
+		 h->judged ? health_verdict(h) : -1, (long long)h->last_probe,
+		 h->last_error);
 	if (state_begin(h->d->state, 1, &txn) < 0)
 		return;
 	if (state_meta_put(txn, key, value) < 0)

@@ -86,9 +86,9 @@ struct daemon {
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_pipe_t ctl;
 	int ctl_open;
-	struct ctl_conn *waiters;   /* WAIT requests, answered on an outcome */
-	struct ctl_recent *recent;  /* ids delivered lately, for WAIT */
-	uv_timer_t wait_timer;	    /* WAIT deadlines, while any waits */
+	struct ctl_conn *waiters;  /* WAIT requests, answered on an outcome */
+	struct ctl_recent *recent; /* ids delivered lately, for WAIT */
+	uv_timer_t wait_timer;	   /* WAIT deadlines, while any waits */
 
 	int rescan_new;			   /* pickup must read all of new/ */
 	char (*pending)[QUEUE_ID_LEN + 1]; /* names seen by inotify */
