@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,9 +69,17 @@ ctl_denied(const char *spool_dir, const char *what)
 int
 ctl_no_spool(const char *spool_dir)
 {
-	ctl_error("%s: no such spool directory (spoold makes it when it "
-		  "starts, spoolctl init makes it now)",
-		  spool_dir);
+	struct stat st;
+
+	if (stat(spool_dir, &st) == 0)
+		ctl_error("%s is not a spool yet: no new/ or cur/ folder "
+			  "(spoold makes them when it starts, spoolctl init "
+			  "makes them now)",
+			  spool_dir);
+	else
+		ctl_error("%s: no such spool directory (spoold makes it when "
+			  "it starts, spoolctl init makes it now)",
+			  spool_dir);
 	return EX_NOINPUT;
 }
 

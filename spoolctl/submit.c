@@ -237,11 +237,11 @@ submit_wait(const struct conf *cf, const char *id, long seconds)
 			  reply[off] ? reply + off : "no reason recorded");
 		rc = EX_UNAVAILABLE;
 	} else {
-		ctl_error("%s still %s after %lds (%u attempt%s)%s%s", id,
-			  strcmp(state, "held") == 0 ? "held by an operator"
-						     : state,
-			  seconds, attempts, attempts == 1 ? "" : "s",
-			  reply[off] ? ": " : "", reply + off);
+		ctl_error(
+		    "%s still queued (%s, %u attempt%s) after %lds%s%s", id,
+		    strcmp(state, "held") == 0 ? "held by an operator" : state,
+		    attempts, attempts == 1 ? "" : "s", seconds,
+		    reply[off] ? ": " : "", reply + off);
 		rc = EX_TEMPFAIL;
 	}
 	free(reply);
