@@ -45,6 +45,7 @@ flush_one(struct state_txn *txn, const char *id, int64_t now, size_t *count)
 		return rc;
 	if (m.state == QUEUE_MSG_QUEUED || m.state == QUEUE_MSG_DEFERRED) {
 		m.next_attempt = now;
+		m.flags |= QUEUE_MSG_F_FLUSHED;
 		rc = state_msg_put(txn, &m);
 		if (rc == 0)
 			(*count)++;
@@ -95,6 +96,49 @@ state_flush_later(struct state_txn *txn, int64_t now, size_t max, size_t *count)
 		rc = flush_one(txn, ids[i], now, count);
 	free(ids);
 	return rc < 0 ? rc : 0;
+}
+
+/* ---- summary ------------------------------------------------------ */
+
+static int
+summary_new_cb(const char *id, void *arg)
+{
+	struct queue_summary *s = arg;
+	int64_t t = queue_id_time_us(id) / 1000000;
+
+	s->in_new++;
+	if (s->oldest == 0 || t < s->oldest)
+		s->oldest = t;
+	return 0;
+}
+
+/* The first unfinished record in id order is the oldest one. */
+static int
+summary_oldest_cb(const struct queue_msg_info *m, void *arg)
+{
+	struct queue_summary *s = arg;
+
+	if (m->state == QUEUE_MSG_FAILED)
+		return 0;
+	if (s->oldest == 0 || m->queued_at < s->oldest)
+		s->oldest = m->queued_at;
+	return 1;
+}
+
+int
+queue_summary_read(struct spool *sp, struct state_txn *txn,
+		   struct queue_summary *out)
+{
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = spool_scan(sp, QUEUE_DIR_NEW, summary_new_cb, out);
+	if (rc < 0 || txn == NULL)
+		return rc < 0 ? rc : 0;
+	rc = state_count(txn, out->counts);
+	if (rc == 0)
+		rc = state_foreach(txn, summary_oldest_cb, out);
+	return rc > 0 ? 0 : rc;
 }
 
 /* ---- operator actions -------------------------------------------- */

@@ -824,6 +824,7 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 	out->fd = fd;
 	out->data = map;
 	out->size = (size_t)st.st_size;
+	out->owner = st.st_uid;
 	return 0;
 fail:
 	close(fd);

@@ -112,8 +112,10 @@ state_err(int rc)
  *   u8 version, u8 state, i64 queued_at, i64 next_attempt, u64 size,
  *   u32 attempts, str sender, str last_error, str transport, u32 nrcpt,
  *   then per recipient: u8 state, str address, str reply;
- *   then, only when there is a history, u32 nhistory and per attempt:
- *   i64 at, str transport, str result (records without it still read).
+ *   then, only when there is a history or an owner or flags, u32 nhistory
+ *   (may be 0) and per attempt: i64 at, str transport, str result;
+ *   then, only when there is an owner or flags, u32 owner_uid, u32 flags
+ *   (records without these parts still read).
  * str is a u32 length (0xffffffff for NULL) and that many bytes, no NUL.
  */
 
@@ -166,6 +168,7 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 {
 	unsigned char *buf, *p;
 	size_t need, i;
+	int tail;
 
 	*out = NULL;
 	if ((unsigned)m->state >= STATE_NSTATES || m->nrcpt > UINT32_MAX ||
@@ -180,8 +183,11 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 		need += 1 + rec_str_size(m->rcpt[i].address) +
 			rec_str_size(m->rcpt[i].reply);
 	}
-	if (m->nhistory > 0)
+	tail = m->owner_uid != 0 || m->flags != 0;
+	if (m->nhistory > 0 || tail)
 		need += 4;
+	if (tail)
+		need += 8;
 	for (i = 0; i < m->nhistory; i++)
 		need += 8 + rec_str_size(m->history[i].transport) +
 			rec_str_size(m->history[i].result);
@@ -209,7 +215,7 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 		p = rec_put_str(p, m->rcpt[i].address);
 		p = rec_put_str(p, m->rcpt[i].reply);
 	}
-	if (m->nhistory > 0) {
+	if (m->nhistory > 0 || tail) {
 		put_be(p, m->nhistory, 4);
 		p += 4;
 	}
@@ -217,6 +223,11 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 		put_be(p, (uint64_t)m->history[i].at, 8);
 		p = rec_put_str(p + 8, m->history[i].transport);
 		p = rec_put_str(p, m->history[i].result);
+	}
+	if (tail) {
+		put_be(p, m->owner_uid, 4);
+		put_be(p + 4, m->flags, 4);
+		p += 8;
 	}
 	*out = buf;
 	*outlen = (size_t)(p - buf);
@@ -271,10 +282,11 @@ rec_get_history(struct rec_reader *r, struct queue_msg_info *m)
 	if (rec_get(r, 4, &b) < 0)
 		return -EBADMSG;
 	n = (uint32_t)get_be(b, 4);
-	/* each attempt takes at least 16 bytes */
-	if (n == 0 || n > r->left / 16)
+	/* each attempt takes at least 16 bytes; none is written only
+	 * before an owner */
+	if (n > r->left / 16 || (n == 0 && r->left != 8))
 		return -EBADMSG;
-	if ((m->history = calloc(n, sizeof(*m->history))) == NULL)
+	if (n > 0 && (m->history = calloc(n, sizeof(*m->history))) == NULL)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
 		struct queue_attempt *a = &m->history[i];
@@ -287,7 +299,13 @@ rec_get_history(struct rec_reader *r, struct queue_msg_info *m)
 		    (rc = rec_get_str(r, &a->result)) < 0)
 			return rc;
 	}
-	return r->left == 0 ? 0 : -EBADMSG;
+	if (r->left == 0)
+		return 0;
+	if (rec_get(r, 8, &b) < 0 || r->left != 0)
+		return -EBADMSG;
+	m->owner_uid = (uint32_t)get_be(b, 4);
+	m->flags = (uint32_t)get_be(b + 4, 4);
+	return 0;
 }
 
 int

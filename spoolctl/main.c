@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +64,23 @@ ctl_denied(const char *spool_dir, const char *what)
 		  "%s the queue",
 		  spool_dir, what);
 	return EX_NOPERM;
+}
+
+int
+ctl_no_spool(const char *spool_dir)
+{
+	struct stat st;
+
+	if (stat(spool_dir, &st) == 0)
+		ctl_error("%s is not a spool yet: no new/ or cur/ folder "
+			  "(spoold makes them when it starts, spoolctl init "
+			  "makes them now)",
+			  spool_dir);
+	else
+		ctl_error("%s: no such spool directory (spoold makes it when "
+			  "it starts, spoolctl init makes it now)",
+			  spool_dir);
+	return EX_NOINPUT;
 }
 
 int
@@ -228,7 +246,7 @@ view_load(struct queue_view *v, const struct conf *cf)
 
 	rc = spool_open(&sp, cf->spool_dir, 0, err, sizeof(err));
 	if (rc == -ENOENT)
-		return 0; /* nothing was ever queued */
+		return ctl_no_spool(cf->spool_dir);
 	if (rc < 0) {
 		ctl_error("%s", err);
 		return EX_NOINPUT;
@@ -765,7 +783,7 @@ static const struct {
 	const char *usage;
 } commands[] = {
     {"submit", cmd_submit,
-     "submit [-f SENDER] [-t] [-i] [--wait[=SECONDS]] [RCPT...] < message\n"
+     "submit [-f SENDER] [-t] [-i] [--wait [SECONDS]] [RCPT...] < message\n"
      "       submit --to ADDR... --subject TEXT [--from ADDR] "
      "[--body-file F]"},
     {"list", cmd_list, "list [--json] [--all|--failed|--held]"},
@@ -784,9 +802,72 @@ static const struct {
 static void
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: spoolctl [-c FILE] COMMAND [ARGS]\n");
+	fprintf(fp, "usage: spoolctl [-c FILE] COMMAND [ARGS] "
+		    "(COMMAND --help: its usage; spoolctl --version)\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(fp, "       %s\n", commands[i].usage);
+}
+
+static const char sendmail_usage[] =
+    "usage: sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [-C FILE] [-v] "
+    "[-B 7BIT|8BITMIME] [RCPT...] < message\n"
+    "       sendmail -bs (SMTP on stdin/stdout), sendmail -bv RCPT... "
+    "(check addresses)\n"
+    "       sendmail -bp (list the queue), sendmail -q (retry now)\n"
+    "       -N, -R, -V, -O, -L, -A, -G and other -o options are accepted "
+    "and ignored (spoolctl(1))\n";
+
+static const char mailq_usage[] =
+    "usage: mailq [-C FILE] (the queue in Postfix's format; spoolctl list "
+    "has filters and --json)\n";
+
+/* --version and --help of the names spoolctl answers to; 1 if argv[1]
+ * was one of them (printed), 0 if not. */
+static int
+version_or_help(int argc, char **argv, const char *name, const char *help)
+{
+	if (argc < 2)
+		return 0;
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("%s %s\n", name, SPOOL_VERSION);
+		return 1;
+	}
+	if (strcmp(argv[1], "--help") == 0) {
+		if (help != NULL)
+			fputs(help, stdout);
+		else
+			usage(stdout);
+		return 1;
+	}
+	return 0;
+}
+
+/* COMMAND --help anywhere before "--": that command's usage, on stdout.
+ * Every command of the table has it, so a new one cannot lack it. */
+static int
+command_help(int argc, char **argv, const char *usage_line)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--help") == 0) {
+			printf("usage: spoolctl [-c FILE] %s\n", usage_line);
+			return 1;
+		}
+	return 0;
+}
+
+/* spoolctl's own options belong before the command; after it, say so
+ * rather than let the command call them unknown. */
+static int
+misplaced_global(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "-c") == 0) {
+			ctl_error("-c goes before the command: spoolctl -c "
+				  "FILE %s",
+				  argv[0]);
+			return 1;
+		}
+	return 0;
 }
 
 /* A usage error is one line like every other failure; --help has the
@@ -808,13 +889,19 @@ main(int argc, char **argv)
 
 	if (strcmp(name, "sendmail") == 0) {
 		ctl_progname = "sendmail";
+		if (version_or_help(argc, argv, "sendmail", sendmail_usage))
+			return 0;
 		return cmd_sendmail(argc, argv, 0);
 	}
 	/* Postfix's mailq is sendmail -bp, flags and all */
 	if (strcmp(name, "mailq") == 0) {
 		ctl_progname = "mailq";
+		if (version_or_help(argc, argv, "mailq", mailq_usage))
+			return 0;
 		return cmd_sendmail(argc, argv, 1);
 	}
+	if (version_or_help(argc, argv, "spoolctl", NULL))
+		return 0;
 	/* global options stop at the command name */
 	while (i < argc && argv[i][0] == '-') {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
@@ -832,8 +919,14 @@ main(int argc, char **argv)
 	}
 	if (i == argc)
 		return usage_error("no command", "");
-	for (size_t c = 0; c < ARRAY_SIZE(commands); c++)
-		if (strcmp(argv[i], commands[c].name) == 0)
-			return commands[c].run(conf_path, argc - i, argv + i);
+	for (size_t c = 0; c < ARRAY_SIZE(commands); c++) {
+		if (strcmp(argv[i], commands[c].name) != 0)
+			continue;
+		if (command_help(argc - i, argv + i, commands[c].usage))
+			return 0;
+		if (misplaced_global(argc - i, argv + i))
+			return EX_USAGE;
+		return commands[c].run(conf_path, argc - i, argv + i);
+	}
 	return usage_error("unknown command ", argv[i]);
 }

@@ -19,6 +19,9 @@ extern const char *ctl_progname;
 /* Says that only root and the spool's owner may do what ("inspect",
  * "change") to the queue; returns EX_NOPERM. */
 int ctl_denied(const char *spool_dir, const char *what);
+/* Says that the spool directory does not exist; returns EX_NOINPUT. A
+ * missing spool is never shown as an empty queue. */
+int ctl_no_spool(const char *spool_dir);
 /* state_open after state_verify: a scribbled state is reported as
  * -EBADMSG instead of crashing spoolctl inside LMDB. */
 int ctl_state_open(struct state **st, const char *spool_dir, int readonly,

@@ -21,7 +21,8 @@
 #include "spoolctl.h"
 
 #define WAIT_DEFAULT_S 60
-#define WAIT_POLL_MS 100
+/* past the deadline, how long the daemon has to answer */
+#define WAIT_SLACK_MS 5000
 
 /* The sysexits code for a spool error: full disk or quota is temporary,
  * a spool that cannot be made or entered is "cannot create". */
@@ -151,29 +152,6 @@ submit_spool(const struct conf *cf, const struct msg_prepared *p,
 	return 0;
 }
 
-/* Why a failed message failed, from the state, for one line on stderr. */
-static void
-failure_reason(const struct conf *cf, const char *id, char *buf, size_t len)
-{
-	struct queue_msg_info m;
-	struct state_txn *txn;
-	struct state *st;
-	char err[256];
-
-	str_copy(buf, "see spoolctl show", len);
-	if (ctl_state_open(&st, cf->spool_dir, 1, err, sizeof(err)) < 0)
-		return;
-	if (state_begin(st, 0, &txn) == 0) {
-		if (state_msg_get(txn, id, &m) == 0) {
-			if (m.last_error != NULL)
-				str_copy(buf, m.last_error, len);
-			queue_msg_info_free(&m);
-		}
-		state_abort(txn);
-	}
-	state_close(st);
-}
-
 /*
  * The spool tree with its modes, as spoold makes it when it starts: for
  * container images and packages that must ship it before spoold first
@@ -207,45 +185,67 @@ cmd_init(const char *conf_path, int argc, char **argv)
 	return rc;
 }
 
-/* Waits until id is delivered (0), failed (EX_UNAVAILABLE) or still
- * queued after seconds (EX_TEMPFAIL). The message stays queued. */
+/*
+ * Asks spoold how message id fares and waits, at most seconds, for an
+ * outcome: 0 once every recipient was accepted, EX_UNAVAILABLE when it
+ * failed or was deleted, EX_TEMPFAIL (with the reason) when it is still
+ * queued, deferred or held at the deadline, or when no daemon answers.
+ * The daemon answers its submitter (SO_PEERCRED), who may not read the
+ * spool itself; it makes nothing due, so the wait costs no retry step.
+ */
 static int
 submit_wait(const struct conf *cf, const char *id, long seconds)
 {
-	int64_t deadline = time_mono_ms() + (int64_t)seconds * 1000;
-	char req[64], *reply = NULL, why[QUEUE_REPLY_MAX], err[512];
-	struct spool *sp;
-	int rc;
+	char req[64], *reply = NULL, state[16];
+	unsigned attempts;
+	int rc, off = 0;
 
-	/* the daemon sees new/ through inotify anyway; this only saves the
-	 * wait for a message that was already due */
-	snprintf(req, sizeof(req), "FLUSH %s", id);
-	if (ctl_call(cf->spool_dir, req, &reply, 2000) == 0)
-		free(reply);
-	if ((rc = spool_open(&sp, cf->spool_dir, 0, err, sizeof(err))) < 0) {
-		ctl_error("%s", err);
-		return EX_IOERR;
+	snprintf(req, sizeof(req), "WAIT %s %ld", id, seconds);
+	rc = ctl_call(cf->spool_dir, req, &reply,
+		      (int)seconds * 1000 + WAIT_SLACK_MS);
+	if (rc == -ENOENT || rc == -ECONNREFUSED) {
+		ctl_error("%s is queued, but spoold is not running: it is "
+			  "sent once spoold starts",
+			  id);
+		return EX_TEMPFAIL;
 	}
-	for (;;) {
-		if (spool_stat(sp, QUEUE_DIR_FAILED, id, NULL, NULL) == 0) {
-			spool_close(sp);
-			failure_reason(cf, id, why, sizeof(why));
-			ctl_error("%s failed: %s", id, why);
-			return EX_UNAVAILABLE;
-		}
-		if (spool_stat(sp, QUEUE_DIR_NEW, id, NULL, NULL) < 0 &&
-		    spool_stat(sp, QUEUE_DIR_CUR, id, NULL, NULL) < 0 &&
-		    spool_stat(sp, QUEUE_DIR_FAILED, id, NULL, NULL) < 0) {
-			spool_close(sp);
-			return 0;
-		}
-		if (time_mono_ms() >= deadline)
-			break;
-		usleep(WAIT_POLL_MS * 1000);
+	if (rc < 0) {
+		ctl_error("%s is queued, but spoold does not answer (%s): is "
+			  "it stopped or hung?",
+			  id, strerror(-rc));
+		return EX_TEMPFAIL;
 	}
-	spool_close(sp);
-	ctl_error("%s still queued after %lds", id, seconds);
-	return EX_TEMPFAIL;
+	reply[strcspn(reply, "\n")] = '\0';
+	if (reply[0] == '\0') {
+		ctl_error("%s is queued; spoold stopped while it was waited "
+			  "for",
+			  id);
+		rc = EX_TEMPFAIL;
+	} else if (strncmp(reply, "ERR ", 4) == 0) {
+		ctl_error("%s is queued; spoold cannot tell its fate: %s", id,
+			  reply + 4);
+		rc = strstr(reply, "no such message") ? EX_UNAVAILABLE
+						      : EX_TEMPFAIL;
+	} else if (sscanf(reply, "OK %15s %u %n", state, &attempts, &off) < 2) {
+		ctl_error("%s is queued; spoold gave an unexpected reply", id);
+		rc = EX_TEMPFAIL;
+	} else if (strcmp(state, "sent") == 0) {
+		rc = 0;
+	} else if (strcmp(state, "failed") == 0 ||
+		   strcmp(state, "deleted") == 0) {
+		ctl_error("%s %s: %s", id, state,
+			  reply[off] ? reply + off : "no reason recorded");
+		rc = EX_UNAVAILABLE;
+	} else {
+		ctl_error(
+		    "%s still queued (%s, %u attempt%s) after %lds%s%s", id,
+		    strcmp(state, "held") == 0 ? "held by an operator" : state,
+		    attempts, attempts == 1 ? "" : "s", seconds,
+		    reply[off] ? ": " : "", reply + off);
+		rc = EX_TEMPFAIL;
+	}
+	free(reply);
+	return rc;
 }
 
 static int
@@ -258,12 +258,32 @@ parse_wait(const char *arg, long *out)
 		return 0;
 	}
 	if (parse_duration(arg, &secs) < 0 || secs <= 0 || secs > 86400) {
-		ctl_error("--wait: %s: want seconds or a duration such as 30s",
+		ctl_error("--wait: %s: want seconds or a duration such as "
+			  "30s, up to 1d (--wait=30s)",
 			  arg);
 		return EX_USAGE;
 	}
 	*out = (long)secs;
 	return 0;
+}
+
+/*
+ * --wait=N, or --wait N: the word after a bare --wait is its value
+ * unless it is an option or an address (has an '@'), so a number is never
+ * taken for a recipient and "--wait x" is refused, not read as a local
+ * name. A bare --wait waits WAIT_DEFAULT_S.
+ */
+static int
+submit_parse_wait(int argc, char **argv, long *out)
+{
+	const char *next = optind < argc ? argv[optind] : NULL;
+
+	if (optarg != NULL)
+		return parse_wait(optarg, out);
+	if (next == NULL || next[0] == '-' || strchr(next, '@') != NULL)
+		return parse_wait(NULL, out);
+	optind++;
+	return parse_wait(next, out);
 }
 
 struct submit_args {
@@ -299,7 +319,7 @@ submit_parse(int argc, char **argv, struct submit_args *a)
 		case 'i':
 			break; /* always so: input ends at its end */
 		case 'w':
-			if ((rc = parse_wait(optarg, &a->wait)) != 0)
+			if ((rc = submit_parse_wait(argc, argv, &a->wait)) != 0)
 				return rc;
 			break;
 		case 'T':

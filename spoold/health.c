@@ -31,6 +31,7 @@ struct health {
 	int64_t last_probe;    /* unix seconds, 0: never */
 	char last_error[QUEUE_REPLY_MAX];
 	int was_up; /* the verdict last logged */
+	int judged; /* a probe answered or a session ended: up is known */
 	int probing;
 	uv_timer_t timer;
 	struct daemon *d;
@@ -66,8 +67,10 @@ health_save(struct health *h)
 	char key[CONF_NAME_MAX + 16], value[QUEUE_REPLY_MAX + 64];
 
 	snprintf(key, sizeof(key), "health:%s", h->name);
-	snprintf(value, sizeof(value), "%d %lld %s", health_verdict(h),
-		 (long long)h->last_probe, h->last_error);
+	/* -1: never judged, so status does not call it up */
+	snprintf(value, sizeof(value), "%d %lld %s",
+		 h->judged ? health_verdict(h) : -1, (long long)h->last_probe,
+		 h->last_error);
 	if (state_begin(h->d->state, 1, &txn) < 0)
 		return;
 	if (state_meta_put(txn, key, value) < 0)
@@ -134,6 +137,7 @@ health_on_probe(void *arg, const struct probe_result *r)
 		return;
 	}
 	h->last_probe = now_s();
+	h->judged = 1;
 	h->probe_failed = !r->ok;
 	if (!r->ok)
 		snprintf(h->last_error, sizeof(h->last_error), "probe: %s",
@@ -232,13 +236,15 @@ health_report(struct daemon *d, const char *name, int relay_failed,
 	if (h == NULL)
 		return;
 	if (!relay_failed) {
-		if (h->failures > 0 || h->breaker_until > 0) {
+		if (h->failures > 0 || h->breaker_until > 0 || !h->judged) {
+			h->judged = 1;
 			h->failures = 0;
 			h->breaker_until = 0;
 			health_changed(h);
 		}
 		return;
 	}
+	h->judged = 1;
 	h->failures++;
 	cool = BREAKER_FIRST;
 	for (unsigned i = 1; i < h->failures && cool < BREAKER_MAX; i++)
@@ -267,6 +273,17 @@ health_probe_all(struct daemon *d, void (*done)(void *arg), void *arg)
 	}
 	health_round_check(d);
 	return 0;
+}
+
+int
+health_state(struct daemon *d, const char *name, int64_t *last_probe)
+{
+	struct health *h = health_find(d, name);
+
+	*last_probe = h != NULL ? h->last_probe : 0;
+	if (h == NULL || !h->judged)
+		return -1;
+	return health_verdict(h);
 }
 
 char *

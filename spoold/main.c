@@ -32,7 +32,8 @@
 static void
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: spoold [-c FILE] [-f|--foreground]\n");
+	fprintf(fp, "usage: spoold [-c FILE] [-f|--foreground]\n"
+		    "       spoold --version | --help\n");
 }
 
 void
@@ -97,6 +98,16 @@ spool_lock(const char *dir, char *err, size_t errlen)
 		buf[strcspn(buf, "\n")] = '\0';
 		snprintf(err, errlen, "another spoold (pid %s) runs on %s",
 			 buf[0] ? buf : "?", dir);
+		close(fd);
+		return -1;
+	}
+	/* a POSIX lock too: spoolctl status sees it (F_GETLK) without
+	 * taking the lock, so asking never keeps a daemon from starting */
+	if (fcntl(fd, F_SETLK,
+		  &(struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET}) <
+	    0) {
+		snprintf(err, errlen, "%.900s: lock: %s", path,
+			 strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -341,6 +352,7 @@ main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct daemon d = {0};
@@ -358,6 +370,9 @@ main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("spoold %s\n", SPOOL_VERSION);
 			return 0;
 		default:
 			usage(stderr);

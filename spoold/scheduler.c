@@ -73,6 +73,7 @@ record_from_file(struct queue_msg_info *m, const struct spool_file *f,
 		m->queued_at = queue_id_time_us(f->id) / 1000000;
 	m->next_attempt = next;
 	m->size = f->size - f->body_off;
+	m->owner_uid = (uint32_t)f->owner;
 	m->sender = strdup(f->env.sender);
 	m->rcpt = calloc(f->env.nrcpt, sizeof(*m->rcpt));
 	if (m->sender == NULL || m->rcpt == NULL)
@@ -665,7 +666,10 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 	set_str(&m->last_error, why);
 	if (!jm->file_error && can_continue)
 		return 1;
-	m->attempts++;
+	if (m->flags & QUEUE_MSG_F_FLUSHED)
+		m->flags &= ~QUEUE_MSG_F_FLUSHED; /* a flush takes no step */
+	else
+		m->attempts++;
 	if (now_s() - m->queued_at >= cf->max_age) {
 		char buf[QUEUE_REPLY_MAX + 64];
 
@@ -708,6 +712,7 @@ outcomes_write(struct daemon *d, struct job *job, struct job *next,
 		} else {
 			rc = outcome_apply(d, job, jm, &m, next != NULL);
 			if (rc == -ENOENT) {
+				control_msg_sent(d, jm->id, m.owner_uid);
 				rc = state_msg_del(txn, jm->id);
 			} else {
 				if (rc == 1)
@@ -775,6 +780,7 @@ sched_job_done(struct daemon *d, struct job *job)
 	 * or found nothing more due: a second look would find the same */
 	if (rc < 0 || !c.taken)
 		sched_run(d);
+	control_waiters_check(d);
 }
 
 static int sched_reconcile(struct daemon *d, size_t *rebuilt);

@@ -62,6 +62,8 @@ struct health;
 struct probe_engine;
 struct probe_waiter;
 struct bounce_limiter;
+struct ctl_conn;
+struct ctl_recent;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -84,6 +86,9 @@ struct daemon {
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_pipe_t ctl;
 	int ctl_open;
+	struct ctl_conn *waiters;  /* WAIT requests, answered on an outcome */
+	struct ctl_recent *recent; /* ids delivered lately, for WAIT */
+	uv_timer_t wait_timer;	   /* WAIT deadlines, while any waits */
 
 	int rescan_new;			   /* pickup must read all of new/ */
 	char (*pending)[QUEUE_ID_LEN + 1]; /* names seen by inotify */
@@ -142,11 +147,20 @@ void health_report(struct daemon *d, const char *name, int relay_failed,
 int health_probe_all(struct daemon *d, void (*done)(void *arg), void *arg);
 /* One line per transport, malloc'd. */
 char *health_describe(struct daemon *d);
+/* 1 up, 0 down, -1 never judged (no probe answered, no session ended);
+ * *last_probe gets the time of the last probe or 0. */
+int health_state(struct daemon *d, const char *name, int64_t *last_probe);
 void health_close_all(struct daemon *d);
 
 /* control.c */
 int control_start(struct daemon *d, char *err, size_t errlen);
 void control_stop(struct daemon *d);
+/* id was delivered to every recipient: WAIT answers "sent" for it, to
+ * owner_uid, root and the spool's owner, for a while after its record
+ * is gone. */
+void control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid);
+/* Answers the WAIT requests whose message has reached an outcome. */
+void control_waiters_check(struct daemon *d);
 
 /* main.c */
 void daemon_maybe_finish(struct daemon *d);

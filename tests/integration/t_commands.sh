@@ -17,8 +17,8 @@ state_of() { # ID: its state in list --all --json, or "gone"
 	spoolctl list --all --json | sink_tool json \
 		"([m['state'] for m in d if m['id'] == '$1'] + ['gone'])[0]"
 }
-attempts_of() { # ID
-	spoolctl show "$1" --json | sink_tool json 'd["attempts"]'
+tries_of() { # ID: the attempts in its history (a flushed one too)
+	spoolctl show "$1" --json | sink_tool json 'len(d["history"])'
 }
 wait_state() { # ID STATE
 	for _ in $(seq 100); do
@@ -34,9 +34,9 @@ expect_rc() { # CODE COMMAND...: runs spoolctl COMMAND, wants exit CODE
 	[ "$rc" = "$want" ] ||
 		fail "spoolctl $* exited $rc, want $want: $(cat "$T/out" "$T/err")"
 }
-wait_tried_after() { # ID N WHY: until ID has more than N attempts
+wait_tried_after() { # ID N WHY: until ID has been tried more than N times
 	for _ in $(seq 100); do
-		[ "$(attempts_of "$1")" -gt "$2" ] && return 0
+		[ "$(tries_of "$1")" -gt "$2" ] && return 0
 		sleep 0.1
 	done
 	fail "$1 $3"
@@ -87,7 +87,7 @@ round() {
 	fi
 
 	# flush: the deferred message is tried again now
-	n=$(attempts_of "$def")
+	n=$(tries_of "$def")
 	expect_rc 0 flush "$def"
 	grep -q "1 message(s) due now" "$T/out" ||
 		fail "$mode: flush said $(cat "$T/out")"
@@ -146,7 +146,7 @@ round stopped
 
 # what was done offline holds once spoold runs again: the message
 # submitted with --wait is delivered, the released one is tried at once
-n=$(attempts_of "$def")
+n=$(tries_of "$def")
 start_spoold
 wait_for_count $((before + 1)) 20
 wait_tried_after "$def" "$n" \

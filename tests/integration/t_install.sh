@@ -217,8 +217,11 @@ ex_block "$conf_5" EXAMPLES 1 >"$T/example.conf"
 ex_block "$conf_5" "EMBEDDED DEFAULT" 1 >"$T/default.conf"
 for c in example default; do
 	[ -s "$T/$c.conf" ] || fail "no $c configuration block in spoold.conf.5"
+	# status reads an existing spool: a missing one is an error
 	env -i "${envs[@]}" SPOOLD_SPOOL_DIR="$T/spool-$c" \
-		"$SPOOLCTL" -c "$T/$c.conf" status >"$T/$c.out" 2>&1 ||
+		"$SPOOLCTL" -c "$T/$c.conf" init >"$T/$c.out" 2>&1 &&
+		env -i "${envs[@]}" SPOOLD_SPOOL_DIR="$T/spool-$c" \
+			"$SPOOLCTL" -c "$T/$c.conf" status >"$T/$c.out" 2>&1 ||
 		fail "the $c configuration of spoold.conf.5 does not load:" \
 			"$(cat "$T/$c.out")"
 done
@@ -228,7 +231,9 @@ route=$(sed -n 's/^transport \([^:]*\):.*/\1/p' "$T/example.out" | paste -sd,)
 mapfile -t ex_env < <(ex_block "$conf_5" EXAMPLES 2)
 [ "${#ex_env[@]}" -gt 0 ] || fail "no environment example in spoold.conf.5"
 env -i "${envs[@]}" SPOOLD_SPOOL_DIR="$T/spool-env" "${ex_env[@]}" \
-	"$SPOOLCTL" status >"$T/env.out" 2>&1 ||
+	"$SPOOLCTL" init >"$T/env.out" 2>&1 &&
+	env -i "${envs[@]}" SPOOLD_SPOOL_DIR="$T/spool-env" "${ex_env[@]}" \
+		"$SPOOLCTL" status >"$T/env.out" 2>&1 ||
 	fail "the environment example does not load: $(cat "$T/env.out")"
 route=$(sed -n 's/^transport \([^:]*\):.*/\1/p' "$T/env.out" | paste -sd,)
 [ "$route" = mailu ] ||

@@ -135,12 +135,12 @@ if id nobody >/dev/null 2>&1; then
 	rc=0
 	asnobody list >/dev/null 2>&1 || rc=$?
 	[ "$rc" = 77 ] || fail "unprivileged list exited $rc, want 77"
-	rc=0
-	asnobody status >/dev/null 2>&1 || rc=$?
-	[ "$rc" = 77 ] || fail "unprivileged status exited $rc, want 77"
+	# counts and health are anyone's, through the daemon
+	asnobody status >/dev/null 2>&1 ||
+		fail "unprivileged status exited $?, want 0"
 	rc=0
 	asnobody check >/dev/null 2>&1 || rc=$?
-	[ "$rc" = 3 ] || fail "unprivileged check exited $rc, want 3 (UNKNOWN)"
+	[ "$rc" != 3 ] || fail "unprivileged check answered UNKNOWN"
 	rc=0
 	asnobody show "$g" >/dev/null 2>&1 || rc=$?
 	[ "$rc" = 77 ] || fail "unprivileged show exited $rc, want 77"

@@ -1570,6 +1570,50 @@ test_record_history(void **ctx)
 	free(m.history);
 }
 
+/* The submitter's uid and the flags: kept with and without a history;
+ * records without them read as 0. */
+static void
+test_record_owner(void **ctx)
+{
+	static const char id[] = "0123456789abcdef01234567";
+	struct queue_msg_info m, got;
+	struct queue_rcpt_info r[1];
+	unsigned char *rec;
+	size_t len, plainlen, i;
+
+	(void)ctx;
+	make_msg(&m, r, 1, id, QUEUE_MSG_DEFERRED, 3);
+	assert_int_equal(queue__record_encode(&m, &rec, &plainlen), 0);
+	free(rec);
+	m.owner_uid = 65534;
+	m.flags = QUEUE_MSG_F_FLUSHED;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			assert_int_equal(
+			    queue_msg_add_attempt(&m, 1000, "local", "x"), 0);
+		assert_int_equal(queue__record_encode(&m, &rec, &len), 0);
+		memset(&got, 0, sizeof(got));
+		assert_int_equal(queue__record_decode(rec, len, &got), 0);
+		assert_int_equal(got.owner_uid, 65534);
+		assert_int_equal(got.flags, QUEUE_MSG_F_FLUSHED);
+		assert_int_equal(got.nhistory, (size_t)pass);
+		queue_msg_info_free(&got);
+		/* a cut inside what follows the recipients is refused,
+		 * never read short */
+		for (i = plainlen + 1; i < len; i++) {
+			/* a history without the tail is a record of before */
+			if (pass == 1 && i == len - 8)
+				continue;
+			assert_int_equal(queue__record_decode(rec, i, &got),
+					 -EBADMSG);
+		}
+		free(rec);
+	}
+	free(m.history[0].transport);
+	free(m.history[0].result);
+	free(m.history);
+}
+
 int
 main(void)
 {
@@ -1613,6 +1657,7 @@ main(void)
 					    teardown),
 	    cmocka_unit_test(test_record_codec),
 	    cmocka_unit_test(test_record_history),
+	    cmocka_unit_test(test_record_owner),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

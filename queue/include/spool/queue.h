@@ -134,6 +134,7 @@ struct spool_file {
 	size_t size;
 	size_t body_off;
 	struct spool_envelope env;
+	uid_t owner; /* st_uid: the submitter, for a file from new/ */
 };
 
 /* Opens and parses dir/ID (read-write so marks can be written). */
@@ -194,7 +195,16 @@ struct queue_msg_info {
 	size_t nrcpt;
 	struct queue_attempt *history; /* oldest first */
 	size_t nhistory;
+	/* who submitted it: the owner of its spool file when spoold took
+	 * it (0 for root, and for records older than this field); that
+	 * user may ask the daemon how its message fares */
+	uint32_t owner_uid;
+	uint32_t flags; /* QUEUE_MSG_F_* */
 };
+
+/* Made due by a flush: the attempt it causes does not count against the
+ * retry schedule (a flush never costs a message a step). */
+#define QUEUE_MSG_F_FLUSHED 0x1u
 
 /* Appends an attempt, dropping the oldest beyond QUEUE_HISTORY_MAX. */
 int queue_msg_add_attempt(struct queue_msg_info *m, int64_t at,
@@ -275,7 +285,9 @@ int state_count(struct state_txn *txn, uint64_t counts[5]);
 
 /*
  * Makes messages due at now: the ids given, or with n == 0 every queued
- * or deferred one. Held, failed and delivering messages are left alone.
+ * or deferred one, marked QUEUE_MSG_F_FLUSHED so that the attempt this
+ * causes takes no step of the retry schedule. Held, failed and delivering
+ * messages are left alone.
  * *count gets how many were made due. An unknown id is -ENOENT with err
  * naming it. Built on the calls above (queue_ops.c).
  */
@@ -291,6 +303,21 @@ int state_flush(struct state_txn *txn, const char *const *ids, size_t n,
  */
 int state_flush_later(struct state_txn *txn, int64_t now, size_t max,
 		      size_t *count);
+
+/* What `spoolctl status` and `check` show: counts and age, no address. */
+struct queue_summary {
+	uint64_t counts[5]; /* by enum queue_msg_state */
+	uint64_t in_new;    /* submitted, not yet taken by spoold */
+	int64_t oldest;	    /* queued_at of the oldest unfinished message */
+};
+
+/*
+ * Fills *out from new/ (sp) and the records (txn; NULL when there is no
+ * state yet). Records are read in id order, so only the first unfinished
+ * one is decoded for the age.
+ */
+int queue_summary_read(struct spool *sp, struct state_txn *txn,
+		       struct queue_summary *out);
 
 /* What an operator does to a message. */
 enum queue_action { QUEUE_HOLD, QUEUE_RELEASE, QUEUE_DELETE, QUEUE_REQUEUE };
