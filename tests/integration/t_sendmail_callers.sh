@@ -33,7 +33,9 @@ check_mailq_is() { # CODE ARGS...
 }
 new_count() { find "$SPOOL/new" -maxdepth 1 -type f 2>/dev/null | wc -l; }
 
-# --- mailq on an empty queue ---
+# --- mailq on an empty queue (a missing spool is an error, not empty) ---
+"$MAILQ" >/dev/null 2>&1 && fail "mailq on a missing spool exited 0"
+"$SPOOLCTL" init >/dev/null || fail "spoolctl init"
 [ "$("$MAILQ")" = "Mail queue is empty" ] || fail "empty mailq: $("$MAILQ")"
 [ "$("$SENDMAIL" -bp)" = "Mail queue is empty" ] || fail "empty sendmail -bp"
 check_mailq_is 0 -w 1 -c 3
