@@ -96,7 +96,6 @@ struct ctl_conn {
 static struct ctl_uid *
 ctl_uid_find(struct control *ctl, uid_t uid, int create)
 {
-	int64_t now = time_mono_ms();
 	struct ctl_uid *spare = NULL;
 
 	for (size_t i = 0; i < ARRAY_SIZE(ctl->uids); i++) {
@@ -113,9 +112,8 @@ ctl_uid_find(struct control *ctl, uid_t uid, int create)
 	}
 	if (!create || spare == NULL)
 		return NULL;
-	if (spare->logged_ms != 0 && now - spare->logged_ms < CTL_LOG_EVERY_MS)
-		log_debug("control: forgetting when uid %lu was last logged",
-			  (unsigned long)spare->uid);
+	/* with more uids than entries complaining within a minute, the
+	 * oldest is forgotten and may be logged again: still bounded */
 	memset(spare, 0, sizeof(*spare));
 	spare->uid = uid;
 	return spare;
@@ -155,13 +153,21 @@ ctl_complain(struct control *ctl, uid_t uid, const char *fmt, ...)
 	}
 }
 
+/* Descriptors the rest of the daemon may need at once. */
+static long
+ctl_fd_wanted(const struct control *ctl)
+{
+	const struct conf *cf = &ctl->d->gen->cf;
+
+	return CTL_FD_BASE + (long)cf->concurrency * CTL_FD_PER_DELIVERY +
+	       (long)cf->transport_count * CTL_FD_PER_TRANSPORT;
+}
+
 /* Descriptors reserved for everything but the control socket. */
 static long
 ctl_fd_reserve(const struct control *ctl)
 {
-	const struct conf *cf = &ctl->d->gen->cf;
-	long want = CTL_FD_BASE + (long)cf->concurrency * CTL_FD_PER_DELIVERY +
-		    (long)cf->transport_count * CTL_FD_PER_TRANSPORT;
+	long want = ctl_fd_wanted(ctl);
 
 	/* under a tiny limit the socket still gets half, or no operator
 	 * could ever reach the daemon */
@@ -729,15 +735,14 @@ control_start(struct daemon *d, char *err, size_t errlen)
 	ctl->poll.data = ctl;
 	ctl->handles = 2;
 	uv_poll_start(&ctl->poll, UV_READABLE, ctl_listen_cb);
-	if (ctl_fd_reserve(ctl) <
-	    CTL_FD_BASE + (long)d->gen->cf.concurrency * CTL_FD_PER_DELIVERY)
-		log_warn("the descriptor limit (%ld) is low for concurrency "
-			 "%u: raise it (LimitNOFILE=, ulimit -n) to at least "
-			 "%ld",
-			 ctl->nofile, d->gen->cf.concurrency,
-			 2 * (CTL_FD_BASE + (long)d->gen->cf.concurrency *
-						CTL_FD_PER_DELIVERY) +
-			     2 * CTL_CONN_MAX);
+	if (ctl_fd_wanted(ctl) > ctl->nofile / 2)
+		log_warn("the descriptor limit (%ld) leaves less than the %ld "
+			 "that %u delivery thread(s) and %zu transport(s) may "
+			 "need; raise it to at least %ld (LimitNOFILE=, ulimit "
+			 "-n)",
+			 ctl->nofile, ctl_fd_wanted(ctl),
+			 d->gen->cf.concurrency, d->gen->cf.transport_count,
+			 2 * ctl_fd_wanted(ctl));
 	return 0;
 fail:
 	d->control = NULL;
