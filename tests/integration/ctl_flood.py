@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """ctl_flood.py - a hostile client of SPOOL/ctl.sock, for t_ctl_flood.sh.
 
-    ctl_flood.py idle  SOCKET N SECONDS   keep N connections open, each
-                                          re-made as soon as the daemon
-                                          closes it (at most 1,000 a second)
+    ctl_flood.py idle  SOCKET N SECONDS   open N connections at once and
+                                          keep them open, each re-made as
+                                          soon as the daemon closes it (at
+                                          most 500 a second)
     ctl_flood.py loris SOCKET N SECONDS   N connections sending one byte of
                                           "PING" a second, never a newline
     ctl_flood.py probe SOCKET N SECONDS   N PROBE requests spread over
                                           SECONDS, one connection each
+    ctl_flood.py ping  SOCKET N SECONDS   N PINGs spread over SECONDS,
+                                          each timed from connect to reply
 
 Prints one JSON object with what it saw: connections made, refused with an
 "ERR" line, closed without a word, the longest a connection stayed open,
@@ -47,10 +50,11 @@ def idle(path, n, seconds):
           "first_err": ""}
     born = {}
     end = time.monotonic() + seconds
-    budget, tick = 0.0, time.monotonic()
+    # all N at once, then re-made at up to 500 a second
+    budget, tick = float(n), time.monotonic()
     while time.monotonic() < end:
         now = time.monotonic()
-        budget = min(budget + (now - tick) * 1000, 1000)
+        budget = min(budget + (now - tick) * 500, float(n))
         tick = now
         while len(born) < n and budget >= 1:
             budget -= 1
@@ -137,8 +141,35 @@ def probe(path, n, seconds):
     return st
 
 
+def ping(path, n, seconds):
+    st = {"pings": 0, "failed": [], "max_ms": 0}
+    for _ in range(n):
+        t0 = time.monotonic()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        reply = b""
+        try:
+            s.connect(path)
+            s.sendall(b"PING\n")
+            while not reply.endswith(b"\n"):
+                b = s.recv(4096)
+                if not b:
+                    break
+                reply += b
+        except OSError as e:
+            reply = ("CLIENT ERROR %s" % e).encode()
+        s.close()
+        ms = int((time.monotonic() - t0) * 1000)
+        st["pings"] += 1
+        st["max_ms"] = max(st["max_ms"], ms)
+        if not reply.startswith(b"OK pid="):
+            st["failed"].append(reply.decode(errors="replace").strip())
+        time.sleep(max(0, seconds / n - (time.monotonic() - t0)))
+    return st
+
+
 if __name__ == "__main__":
     mode, path, n, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
         float(sys.argv[4])
     print(json.dumps({"idle": idle, "loris": loris,
-                      "probe": probe}[mode](path, n, secs)))
+                      "probe": probe, "ping": ping}[mode](path, n, secs)))
