@@ -586,7 +586,12 @@ ctl_listen_cb(uv_poll_t *p, int status, int events)
 
 	(void)events;
 	if (status < 0) {
+		/* paused, so a lasting error is retried (and logged) twice a
+		 * second, not on every turn of the loop */
 		log_warn("control: %s: %s", ctl->path, uv_strerror(status));
+		ctl->paused = 1;
+		uv_poll_stop(&ctl->poll);
+		ctl_sweep_arm(ctl);
 		return;
 	}
 	for (int i = 0; i < CTL_ACCEPT_BATCH; i++, free_fds--) {
