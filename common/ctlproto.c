@@ -1,6 +1,8 @@
 /*
- * ctlproto.c - the client side of the control socket. Blocking, with a
- * deadline on every read and write, so a stuck daemon cannot hang spoolctl.
+ * ctlproto.c - the control socket's framing and grammar, which the daemon
+ * runs on whatever any local user sends, and its client side: blocking,
+ * with a deadline on every read and write, so a stuck daemon cannot hang
+ * spoolctl.
  */
 #include <errno.h>
 #include <poll.h>
@@ -13,6 +15,89 @@
 
 #include "spool/ctlproto.h"
 #include "spool/util.h"
+
+static const struct {
+	const char *word;
+	enum ctl_verb verb;
+	int takes_args;
+} ctl_verbs[] = {
+    {"PING", CTL_PING, 0},	 {"PROBE", CTL_PROBE, 0},
+    {"FLUSH", CTL_FLUSH, 1},	 {"HOLD", CTL_HOLD, 1},
+    {"RELEASE", CTL_RELEASE, 1}, {"DELETE", CTL_DELETE, 1},
+    {"REQUEUE", CTL_REQUEUE, 1}, {"WAIT", CTL_WAIT, 1},
+    {"STATUS", CTL_STATUS, 0},
+};
+
+int
+ctl_reader_feed(struct ctl_reader *r, const char *data, size_t n)
+{
+	const char *nl = memchr(data, '\n', n);
+	size_t take = nl != NULL ? (size_t)(nl - data) : n;
+
+	/* the line and the NUL after it must fit */
+	if (take >= sizeof(r->buf) - r->len)
+		return -E2BIG;
+	memcpy(r->buf + r->len, data, take);
+	r->len += take;
+	r->buf[r->len] = '\0';
+	return nl != NULL;
+}
+
+int
+ctl_request_parse(char *line, size_t len, struct ctl_request *req,
+		  const char **why)
+{
+	char *words[CTL_ARGS_MAX + 1], *p = line, *end = line + len;
+	size_t n = 0, i;
+
+	if (len > 0 && end[-1] == '\r')
+		end--;
+	/* the verb and the ids are ASCII; anything else (NUL, escapes,
+	 * 8-bit) is refused before it can reach a log or a reply */
+	for (p = line; p < end; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if ((ch < 0x20 && ch != '\t') || ch > 0x7e) {
+			*why = "request is not printable ASCII";
+			return -EINVAL;
+		}
+	}
+	for (p = line; p < end;) {
+		while (p < end && (*p == ' ' || *p == '\t'))
+			*p++ = '\0';
+		if (p == end)
+			break;
+		if (n == ARRAY_SIZE(words)) {
+			*why = "too many arguments";
+			return -EINVAL;
+		}
+		words[n++] = p;
+		while (p < end && *p != ' ' && *p != '\t')
+			p++;
+	}
+	*end = '\0';
+	if (n == 0) {
+		*why = "empty request";
+		return -EINVAL;
+	}
+	for (i = 0; i < ARRAY_SIZE(ctl_verbs); i++)
+		if (strcmp(words[0], ctl_verbs[i].word) == 0)
+			break;
+	if (i == ARRAY_SIZE(ctl_verbs)) {
+		*why =
+		    "unknown request (PING, PROBE, STATUS, WAIT, FLUSH, HOLD, "
+		    "RELEASE, DELETE or REQUEUE)";
+		return -EINVAL;
+	}
+	if (!ctl_verbs[i].takes_args && n > 1) {
+		*why = "this request takes no argument";
+		return -EINVAL;
+	}
+	req->verb = ctl_verbs[i].verb;
+	req->nargs = n - 1;
+	memcpy(req->args, words + 1, (n - 1) * sizeof(words[0]));
+	return 0;
+}
 
 static int
 ctl_wait(int fd, short events, int64_t deadline)

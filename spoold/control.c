@@ -3,16 +3,40 @@
  *
  * One request per connection, answered from the loop thread, so a command
  * that changes the queue is serialised with the scheduler and cannot race
- * a delivery. A request over CTL_REQUEST_MAX closes the connection.
+ * a delivery.
+ *
+ * Any local user may connect, so no client may cost the daemon more than
+ * a bounded share of its descriptors, memory and loop time:
+ *  - a uid other than root holds at most CTL_CONN_PER_UID connections and
+ *    all such uids together CTL_CONN_MAX; root has CTL_CONN_MAX of its
+ *    own, so no flood locks the operator out. A connection over a cap gets
+ *    one "ERR" line and is closed at once; refusals and timeouts are
+ *    logged at most once a minute per uid.
+ *  - a client has CTL_IDLE_MS from its connect to send its request line
+ *    (CTL_REQUEST_MAX bytes at most), and as long again to take the reply.
+ *  - the listening socket is ours, watched with a uv_poll (uv_listen
+ *    cannot pause): while no more than the reserve of descriptors is
+ *    free, it is not watched, new connections wait in the kernel's
+ *    backlog, and deliveries, the spool and LMDB keep their descriptors.
+ *  - a WAIT parks its connection until the message's outcome or the
+ *    deadline it asked for (CTL_WAIT_MAX_S at most), whichever comes
+ *    first; at most CTL_WAITERS_MAX wait at once.
+ *  - a user other than root and the spool's owner (a stranger) starts a
+ *    probe round at most once per CTL_STRANGER_PROBE_MS for all strangers
+ *    together, and gets each transport's verdict, never a relay's name,
+ *    address or error text.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "spool/ctlproto.h"
@@ -20,20 +44,22 @@
 #include "spool/util.h"
 #include "spoold.h"
 
-struct ctl_conn {
-	uv_pipe_t pipe;
-	struct daemon *d;
-	char *buf;
-	size_t len;
-	uid_t uid;
-	uv_write_t wreq;
-	char *reply;
-	/* a parked WAIT: its message and when to answer regardless */
-	char wait_id[QUEUE_ID_LEN + 1];
-	uint64_t wait_deadline; /* uv_now() ms; 0: not waiting */
-	struct ctl_conn *next_waiter;
-};
-
+#define CTL_CONN_PER_UID 8
+#define CTL_CONN_MAX 64
+#define CTL_BACKLOG 64
+#define CTL_IDLE_MS 5000
+#define CTL_SWEEP_MS 500
+#define CTL_LOG_EVERY_MS 60000
+#define CTL_STRANGER_PROBE_MS 10000
+/* accepts per turn of the loop, so a flood cannot hold the loop */
+#define CTL_ACCEPT_BATCH 32
+/* Descriptors kept for the rest of the daemon: the loop, LMDB, the spool
+ * folders, the lock, syslog (base); per delivery thread a relay socket,
+ * the message, the resolver, the CA and password files; per transport
+ * the probe's socket and resolver. */
+#define CTL_FD_BASE 32
+#define CTL_FD_PER_DELIVERY 8
+#define CTL_FD_PER_TRANSPORT 4
 /* WAIT requests parked at once, at most; more are told to come back. */
 #define CTL_WAITERS_MAX 1024
 /* Delivered ids remembered for WAIT: a submitter asks right after its
@@ -50,12 +76,200 @@ struct ctl_recent {
 	size_t next; /* a ring: the oldest entry is overwritten */
 };
 
+/* Connections and logged complaints of one uid. */
+struct ctl_uid {
+	uid_t uid;
+	unsigned conns;
+	int64_t logged_ms; /* last complaint logged; 0: none in memory */
+	unsigned quiet;	   /* complaints not logged since then */
+};
+
+struct control {
+	struct daemon *d;
+	int fd; /* the listening socket */
+	uv_poll_t poll;
+	uv_timer_t
+	    sweep; /* idle timeouts, and the retry of a paused listener */
+	unsigned handles; /* of poll and sweep still open; freed at 0 */
+	int paused; /* descriptors are short: the listener is not polled */
+	int64_t paused_logged_ms;
+	long nofile;
+	struct ctl_conn *conns;
+	unsigned nroot, nother; /* connections open */
+	int64_t stranger_probe_ms;
+	struct ctl_conn *waiters; /* parked WAITs, answered on an outcome */
+	unsigned nwaiters;
+	struct ctl_recent *recent; /* ids delivered lately, for WAIT */
+	struct ctl_uid uids[2 * CTL_CONN_MAX];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct ctl_conn {
+	uv_pipe_t pipe;
+	struct control *ctl;
+	struct ctl_conn *prev, *next;
+	uid_t uid;
+	int64_t deadline_ms; /* closed then; 0 while a probe round runs */
+	uv_write_t wreq;
+	char *reply;
+	struct ctl_reader rd;
+	/* a parked WAIT: its message and when to answer regardless */
+	char wait_id[QUEUE_ID_LEN + 1];
+	int64_t wait_deadline_ms; /* 0: not waiting */
+	struct ctl_conn *next_waiter;
+};
+
+static struct ctl_uid *
+ctl_uid_find(struct control *ctl, uid_t uid, int create)
+{
+	struct ctl_uid *spare = NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(ctl->uids); i++) {
+		struct ctl_uid *u = &ctl->uids[i];
+		int used = u->conns > 0 || u->logged_ms != 0;
+
+		if (used && u->uid == uid)
+			return u;
+		if (u->conns > 0)
+			continue;
+		/* an idle entry whose complaint is oldest may be reused */
+		if (spare == NULL || u->logged_ms < spare->logged_ms)
+			spare = u;
+	}
+	if (!create || spare == NULL)
+		return NULL;
+	/* with more uids than entries complaining within a minute, the
+	 * oldest is forgotten and may be logged again: still bounded */
+	memset(spare, 0, sizeof(*spare));
+	spare->uid = uid;
+	return spare;
+}
+
+static void ctl_complain(struct control *ctl, uid_t uid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Logs a client's misbehaviour, at most once a minute per uid. */
+static void
+ctl_complain(struct control *ctl, uid_t uid, const char *fmt, ...)
+{
+	struct ctl_uid *u = ctl_uid_find(ctl, uid, 1);
+	int64_t now = time_mono_ms();
+	char text[256];
+	va_list ap;
+
+	if (u != NULL && u->logged_ms != 0 &&
+	    now - u->logged_ms < CTL_LOG_EVERY_MS) {
+		u->quiet++;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (u != NULL && u->quiet > 0)
+		log_warn("control: uid %lu: %s (and %u more event(s) in the "
+			 "last minute; at most one a minute is logged)",
+			 (unsigned long)uid, text, u->quiet);
+	else
+		log_warn("control: uid %lu: %s (at most one such line a "
+			 "minute)",
+			 (unsigned long)uid, text);
+	if (u != NULL) {
+		u->logged_ms = now;
+		u->quiet = 0;
+	}
+}
+
+/* Descriptors the rest of the daemon may need at once. */
+static long
+ctl_fd_wanted(const struct control *ctl)
+{
+	const struct conf *cf = &ctl->d->gen->cf;
+
+	return CTL_FD_BASE + (long)cf->concurrency * CTL_FD_PER_DELIVERY +
+	       (long)cf->transport_count * CTL_FD_PER_TRANSPORT;
+}
+
+/* Descriptors reserved for everything but the control socket. */
+static long
+ctl_fd_reserve(const struct control *ctl)
+{
+	long want = ctl_fd_wanted(ctl);
+
+	/* under a tiny limit the socket still gets half, or no operator
+	 * could ever reach the daemon */
+	return want < ctl->nofile / 2 ? want : ctl->nofile / 2;
+}
+
+/* Descriptors the process may still open (RLIMIT_NOFILE less those open,
+ * as /proc counts them), or -1 when that cannot be known; then a failed
+ * accept() is the only sign. */
+static long
+ctl_fd_free(const struct control *ctl)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	long open = -1; /* the directory's own descriptor */
+
+	if (dir == NULL)
+		return errno == EMFILE || errno == ENFILE ? 0 : -1;
+	while ((e = readdir(dir)) != NULL)
+		if (e->d_name[0] != '.')
+			open++;
+	closedir(dir);
+	return ctl->nofile - open;
+}
+
+static void ctl_sweep_cb(uv_timer_t *t);
+static void ctl_listen_cb(uv_poll_t *p, int status, int events);
+
+static void
+ctl_sweep_arm(struct control *ctl)
+{
+	if (!uv_is_active((uv_handle_t *)&ctl->sweep))
+		uv_timer_start(&ctl->sweep, ctl_sweep_cb, CTL_SWEEP_MS,
+			       CTL_SWEEP_MS);
+}
+
+static void
+ctl_pause(struct control *ctl, long free_fds)
+{
+	int64_t now = time_mono_ms();
+
+	if (ctl->paused)
+		return;
+	ctl->paused = 1;
+	uv_poll_stop(&ctl->poll);
+	ctl_sweep_arm(ctl);
+	if (ctl->paused_logged_ms != 0 &&
+	    now - ctl->paused_logged_ms < CTL_LOG_EVERY_MS)
+		return;
+	ctl->paused_logged_ms = now;
+	log_warn("control: %ld of %ld descriptors free, %ld kept for "
+		 "deliveries; not accepting on %s until more are free (at "
+		 "most one such line a minute)",
+		 free_fds < 0 ? 0 : free_fds, ctl->nofile, ctl_fd_reserve(ctl),
+		 CTL_SOCKET_NAME);
+}
+
+static void
+ctl_resume_maybe(struct control *ctl)
+{
+	long free_fds;
+
+	if (!ctl->paused || ctl->d->stopping)
+		return;
+	free_fds = ctl_fd_free(ctl);
+	if (free_fds >= 0 && free_fds <= ctl_fd_reserve(ctl))
+		return;
+	ctl->paused = 0;
+	uv_poll_start(&ctl->poll, UV_READABLE, ctl_listen_cb);
+}
+
 static void
 ctl_conn_closed(uv_handle_t *h)
 {
 	struct ctl_conn *c = h->data;
 
-	free(c->buf);
 	free(c->reply);
 	free(c);
 }
@@ -63,25 +277,42 @@ ctl_conn_closed(uv_handle_t *h)
 static void
 ctl_waiter_unlink(struct ctl_conn *c)
 {
-	struct ctl_conn **p = &c->d->waiters;
+	struct ctl_conn **p = &c->ctl->waiters;
 
-	if (c->wait_deadline == 0)
+	if (c->wait_deadline_ms == 0)
 		return;
-	c->wait_deadline = 0;
+	c->wait_deadline_ms = 0;
 	while (*p != NULL && *p != c)
 		p = &(*p)->next_waiter;
-	if (*p == c)
+	if (*p == c) {
 		*p = c->next_waiter;
-	if (c->d->waiters == NULL)
-		uv_timer_stop(&c->d->wait_timer);
+		c->ctl->nwaiters--;
+	}
 }
 
 static void
 ctl_conn_close(struct ctl_conn *c)
 {
+	struct control *ctl = c->ctl;
+	struct ctl_uid *u;
+
+	if (uv_is_closing((uv_handle_t *)&c->pipe))
+		return;
 	ctl_waiter_unlink(c);
-	if (!uv_is_closing((uv_handle_t *)&c->pipe))
-		uv_close((uv_handle_t *)&c->pipe, ctl_conn_closed);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		ctl->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	if (c->uid == 0)
+		ctl->nroot--;
+	else
+		ctl->nother--;
+	if ((u = ctl_uid_find(ctl, c->uid, 0)) != NULL && u->conns > 0)
+		u->conns--;
+	uv_close((uv_handle_t *)&c->pipe, ctl_conn_closed);
+	ctl_resume_maybe(ctl);
 }
 
 static void
@@ -101,6 +332,9 @@ ctl_reply(struct ctl_conn *c, const char *fmt, ...)
 	uv_buf_t b;
 	int n;
 
+	/* a probe round may end after the daemon began to stop */
+	if (uv_is_closing((uv_handle_t *)&c->pipe))
+		return;
 	va_start(ap, fmt);
 	n = vasprintf(&c->reply, fmt, ap);
 	va_end(ap);
@@ -112,54 +346,127 @@ ctl_reply(struct ctl_conn *c, const char *fmt, ...)
 	ctl_waiter_unlink(c);
 	b = uv_buf_init(c->reply, (unsigned)n);
 	c->wreq.data = c;
+	c->deadline_ms = time_mono_ms() + CTL_IDLE_MS;
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	if (uv_write(&c->wreq, (uv_stream_t *)&c->pipe, &b, 1, ctl_written) < 0)
 		ctl_conn_close(c);
+}
+
+/* Root and the spool's owner may change the queue and see relay details. */
+static int
+ctl_trusted(struct ctl_conn *c)
+{
+	struct stat st;
+
+	if (c->uid == 0)
+		return 1;
+	if (stat(spool_path(c->ctl->d->spool), &st) == 0 && st.st_uid == c->uid)
+		return 1;
+	return 0;
 }
 
 static void
 ctl_probe_done(void *arg)
 {
 	struct ctl_conn *c = arg;
-	char *text = health_describe(c->d);
+	char *text = health_describe(c->ctl->d);
 
 	ctl_reply(c, "OK\n%s", text ? text : "");
 	free(text);
 }
 
-/* Root and the spool's owner may change the queue. */
-static int
-ctl_may_change(struct ctl_conn *c)
+/* What a stranger learns: up or down per transport name, nothing of the
+ * relays themselves (host, URL, error text). */
+static void
+ctl_probe_done_stranger(void *arg)
 {
-	struct stat st;
+	struct ctl_conn *c = arg;
+	const struct conf *cf = &c->ctl->d->gen->cf;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&out, &len);
 
-	if (c->uid == 0)
-		return 1;
-	if (stat(spool_path(c->d->spool), &st) == 0 && st.st_uid == c->uid)
-		return 1;
-	return 0;
+	if (fp == NULL) {
+		ctl_reply(c, "ERR out of memory\n");
+		return;
+	}
+	for (size_t i = 0; i < cf->transport_count; i++)
+		fprintf(fp, "%s: %s\n", cf->transports[i].name,
+			health_is_up(c->ctl->d, cf->transports[i].name)
+			    ? "up"
+			    : "down");
+	if (fclose(fp) != 0) {
+		free(out);
+		ctl_reply(c, "ERR out of memory\n");
+		return;
+	}
+	ctl_reply(c, "OK\n%s", out);
+	free(out);
 }
 
-/* HOLD, RELEASE, DELETE and REQUEUE: the operator actions. */
-static int
-ctl_action(const char *word, enum queue_action *out)
+static void
+ctl_do_ping(struct ctl_conn *c, struct ctl_request *req)
 {
-	static const struct {
-		const char *word;
-		enum queue_action action;
-	} actions[] = {
-	    {"HOLD", QUEUE_HOLD},
-	    {"RELEASE", QUEUE_RELEASE},
-	    {"DELETE", QUEUE_DELETE},
-	    {"REQUEUE", QUEUE_REQUEUE},
-	};
+	(void)req;
+	ctl_reply(c, "OK pid=%ld\n", (long)getpid());
+}
 
-	for (size_t i = 0; i < ARRAY_SIZE(actions); i++)
-		if (strcmp(word, actions[i].word) == 0) {
-			*out = actions[i].action;
-			return 1;
+static void
+ctl_do_probe(struct ctl_conn *c, struct ctl_request *req)
+{
+	struct control *ctl = c->ctl;
+	void (*done)(void *) = ctl_probe_done;
+	int64_t now = time_mono_ms();
+
+	(void)req;
+	if (!ctl_trusted(c)) {
+		done = ctl_probe_done_stranger;
+		/* strangers share one round per period: what they trigger
+		 * goes out to the relays, so they must not be able to
+		 * repeat it at will */
+		if (ctl->stranger_probe_ms != 0 &&
+		    now - ctl->stranger_probe_ms < CTL_STRANGER_PROBE_MS) {
+			done(c);
+			return;
 		}
-	return 0;
+		ctl->stranger_probe_ms = now;
+	}
+	/* the probes' own timeouts bound the wait */
+	c->deadline_ms = 0;
+	if (health_probe_all(ctl->d, done, c) < 0)
+		ctl_reply(c, "ERR out of memory\n");
+}
+
+static void
+ctl_do_flush(struct ctl_conn *c, struct ctl_request *req)
+{
+	char err[256] = "";
+	int rc =
+	    sched_flush(c->ctl->d, req->args, req->nargs, err, sizeof(err));
+
+	if (rc < 0)
+		ctl_reply(c, "ERR %s\n", err);
+	else
+		ctl_reply(c, "OK %d\n", rc);
+}
+
+static void
+ctl_do_action(struct ctl_conn *c, struct ctl_request *req)
+{
+	static const enum queue_action actions[] = {
+	    [CTL_HOLD] = QUEUE_HOLD,
+	    [CTL_RELEASE] = QUEUE_RELEASE,
+	    [CTL_DELETE] = QUEUE_DELETE,
+	    [CTL_REQUEUE] = QUEUE_REQUEUE,
+	};
+	struct sched_act_result res;
+
+	if (sched_act(c->ctl->d, actions[req->verb], req->args, req->nargs,
+		      &res) < 0)
+		ctl_reply(c, "ERR %s\n", res.err);
+	else
+		ctl_reply(c, "OK %zu %zu %d %s\n", res.done, res.failed,
+			  -res.first_rc, res.err);
 }
 
 /* ---- WAIT: how a message fares, for its submitter ---------------- */
@@ -167,9 +474,13 @@ ctl_action(const char *word, enum queue_action *out)
 void
 control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid)
 {
-	struct ctl_recent *r = d->recent;
+	struct control *ctl = d->control;
+	struct ctl_recent *r;
 
-	if (r == NULL && (r = d->recent = calloc(1, sizeof(*r))) == NULL)
+	if (ctl == NULL)
+		return;
+	r = ctl->recent;
+	if (r == NULL && (r = ctl->recent = calloc(1, sizeof(*r))) == NULL)
 		return; /* a WAIT then finds the message gone: "deleted" */
 	str_copy(r->e[r->next].id, id, sizeof(r->e[0].id));
 	r->e[r->next].uid = owner_uid;
@@ -177,13 +488,13 @@ control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid)
 }
 
 static int
-ctl_recent_find(const struct daemon *d, const char *id, uint32_t *uid)
+ctl_recent_find(const struct control *ctl, const char *id, uint32_t *uid)
 {
-	if (d->recent == NULL)
+	if (ctl->recent == NULL)
 		return 0;
 	for (size_t i = 0; i < CTL_RECENT_MAX; i++)
-		if (strcmp(d->recent->e[i].id, id) == 0) {
-			*uid = d->recent->e[i].uid;
+		if (strcmp(ctl->recent->e[i].id, id) == 0) {
+			*uid = ctl->recent->e[i].uid;
 			return 1;
 		}
 	return 0;
@@ -201,8 +512,9 @@ struct ctl_msg_view {
 /* 0, or -ENOENT when the daemon knows no message id (never queued, or
  * gone in a way it does not remember). */
 static int
-ctl_msg_view(struct daemon *d, const char *id, struct ctl_msg_view *v)
+ctl_msg_view(struct control *ctl, const char *id, struct ctl_msg_view *v)
 {
+	struct daemon *d = ctl->d;
 	struct queue_msg_info m;
 	struct state_txn *txn;
 	struct stat st;
@@ -224,7 +536,7 @@ ctl_msg_view(struct daemon *d, const char *id, struct ctl_msg_view *v)
 	}
 	if (rc != -ENOENT)
 		return rc;
-	if (ctl_recent_find(d, id, &v->owner)) {
+	if (ctl_recent_find(ctl, id, &v->owner)) {
 		v->state = "sent";
 		return 0;
 	}
@@ -263,7 +575,7 @@ static void
 ctl_waiter_check(struct ctl_conn *c, int force)
 {
 	struct ctl_msg_view v;
-	int rc = ctl_msg_view(c->d, c->wait_id, &v);
+	int rc = ctl_msg_view(c->ctl, c->wait_id, &v);
 
 	if (rc == -ENOENT) {
 		/* it existed when the WAIT came: an operator deleted it */
@@ -281,26 +593,13 @@ ctl_waiter_check(struct ctl_conn *c, int force)
 void
 control_waiters_check(struct daemon *d)
 {
-	struct ctl_conn *c = d->waiters, *next;
+	struct ctl_conn *c, *next;
 
-	for (; c != NULL; c = next) {
+	if (d->control == NULL)
+		return;
+	for (c = d->control->waiters; c != NULL; c = next) {
 		next = c->next_waiter; /* an answer unlinks c */
 		ctl_waiter_check(c, 0);
-	}
-}
-
-static void
-ctl_wait_timer_cb(uv_timer_t *t)
-{
-	struct daemon *d = t->data;
-	uint64_t now = uv_now(d->loop);
-	struct ctl_conn *c = d->waiters, *next;
-
-	/* outcomes reached by other paths than a session (an expiry at
-	 * pickup, an operator's action) are found here too */
-	for (; c != NULL; c = next) {
-		next = c->next_waiter;
-		ctl_waiter_check(c, now >= c->wait_deadline);
 	}
 }
 
@@ -319,57 +618,56 @@ static void ctl_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
  * deleted, or after SECONDS with its state then. Only root, the spool's
  * owner and the user who submitted the message may ask. */
 static void
-ctl_wait(struct ctl_conn *c, char **words, size_t n)
+ctl_do_wait(struct ctl_conn *c, struct ctl_request *req)
 {
-	struct daemon *d = c->d;
+	struct control *ctl = c->ctl;
 	struct ctl_msg_view v;
-	size_t count = 0;
 	char *end;
 	long secs;
 	int rc;
 
-	if (n != 3 || !queue_id_valid(words[1])) {
+	if (req->nargs != 2 || !queue_id_valid(req->args[0])) {
 		ctl_reply(c, "ERR usage: WAIT ID SECONDS\n");
 		return;
 	}
-	secs = strtol(words[2], &end, 10);
+	secs = strtol(req->args[1], &end, 10);
 	if (*end != '\0' || secs < 0 || secs > CTL_WAIT_MAX_S) {
 		ctl_reply(c, "ERR WAIT: seconds from 0 to %d\n",
 			  CTL_WAIT_MAX_S);
 		return;
 	}
-	rc = ctl_msg_view(d, words[1], &v);
+	rc = ctl_msg_view(ctl, req->args[0], &v);
 	if (rc == -ENOENT) {
-		ctl_reply(c, "ERR %s: no such message\n", words[1]);
+		ctl_reply(c, "ERR %s: no such message\n", req->args[0]);
 		return;
 	}
 	if (rc < 0) {
 		ctl_reply(c, "ERR state: %s\n", strerror(-rc));
 		return;
 	}
-	if (!ctl_may_change(c) && c->uid != v.owner) {
+	if (!ctl_trusted(c) && c->uid != v.owner) {
 		ctl_reply(c,
 			  "ERR permission denied: %s was submitted by "
 			  "another user\n",
-			  words[1]);
+			  req->args[0]);
 		return;
 	}
 	if (secs == 0 || ctl_state_final(v.state)) {
 		ctl_wait_answer(c, &v);
 		return;
 	}
-	for (struct ctl_conn *w = d->waiters; w != NULL; w = w->next_waiter)
-		count++;
-	if (count >= CTL_WAITERS_MAX) {
+	if (ctl->nwaiters >= CTL_WAITERS_MAX) {
 		ctl_reply(c, "ERR too many clients waiting; try again\n");
 		return;
 	}
-	str_copy(c->wait_id, words[1], sizeof(c->wait_id));
-	c->wait_deadline = uv_now(d->loop) + (uint64_t)secs * 1000;
-	c->next_waiter = d->waiters;
-	d->waiters = c;
-	if (!uv_is_active((uv_handle_t *)&d->wait_timer))
-		uv_timer_start(&d->wait_timer, ctl_wait_timer_cb, 1000, 1000);
+	str_copy(c->wait_id, req->args[0], sizeof(c->wait_id));
+	/* the WAIT's own deadline replaces the idle timeout */
+	c->deadline_ms = 0;
+	c->wait_deadline_ms = time_mono_ms() + (int64_t)secs * 1000;
+	c->next_waiter = ctl->waiters;
+	ctl->waiters = c;
+	ctl->nwaiters++;
+	ctl_sweep_arm(ctl);
 	uv_read_start((uv_stream_t *)&c->pipe, ctl_alloc, ctl_wait_read);
 }
 
@@ -378,9 +676,10 @@ ctl_wait(struct ctl_conn *c, char **words, size_t n)
 /* No address and no relay reply: any local user may ask, so an
  * application's own health check works. */
 static void
-ctl_status(struct ctl_conn *c)
+ctl_do_status(struct ctl_conn *c, struct ctl_request *req)
 {
-	const struct conf *cf = &c->d->gen->cf;
+	const struct conf *cf = &c->ctl->d->gen->cf;
+	struct daemon *d = c->ctl->d;
 	struct queue_summary sum;
 	struct state_txn *txn;
 	char *out = NULL;
@@ -388,11 +687,12 @@ ctl_status(struct ctl_conn *c)
 	FILE *fp;
 	int rc;
 
-	if ((rc = state_begin(c->d->state, 0, &txn)) < 0) {
+	(void)req;
+	if ((rc = state_begin(d->state, 0, &txn)) < 0) {
 		ctl_reply(c, "ERR state: %s\n", strerror(-rc));
 		return;
 	}
-	rc = queue_summary_read(c->d->spool, txn, &sum);
+	rc = queue_summary_read(d->spool, txn, &sum);
 	state_abort(txn);
 	if (rc < 0 || (fp = open_memstream(&out, &len)) == NULL) {
 		ctl_reply(c, "ERR state: %s\n",
@@ -410,7 +710,7 @@ ctl_status(struct ctl_conn *c)
 	for (size_t i = 0; i < cf->route_count; i++) {
 		const char *name = cf->transports[cf->route[i]].name;
 		int64_t probe;
-		int up = health_state(c->d, name, &probe);
+		int up = health_state(d, name, &probe);
 
 		fprintf(fp, "transport %s %d %lld\n", name, up,
 			(long long)probe);
@@ -424,85 +724,43 @@ ctl_status(struct ctl_conn *c)
 	free(out);
 }
 
+static const struct ctl_handler {
+	void (*run)(struct ctl_conn *c, struct ctl_request *req);
+	int changes_queue; /* root and the spool's owner only; args are ids */
+} ctl_handlers[] = {
+    [CTL_PING] = {ctl_do_ping, 0},	[CTL_PROBE] = {ctl_do_probe, 0},
+    [CTL_FLUSH] = {ctl_do_flush, 1},	[CTL_HOLD] = {ctl_do_action, 1},
+    [CTL_RELEASE] = {ctl_do_action, 1}, [CTL_DELETE] = {ctl_do_action, 1},
+    [CTL_REQUEUE] = {ctl_do_action, 1}, [CTL_WAIT] = {ctl_do_wait, 0},
+    [CTL_STATUS] = {ctl_do_status, 0},
+};
+
 static void
-ctl_handle(struct ctl_conn *c, char *line)
+ctl_dispatch(struct ctl_conn *c)
 {
-	char *words[256], *save = NULL, err[256] = "";
-	enum queue_action action;
-	size_t n = 0;
-	int rc;
+	const struct ctl_handler *h;
+	struct ctl_request req;
+	const char *why;
 
-	for (char *w = strtok_r(line, " \t\r", &save); w != NULL;
-	     w = strtok_r(NULL, " \t\r", &save)) {
-		if (n == ARRAY_SIZE(words)) {
-			ctl_reply(c, "ERR too many arguments\n");
-			return;
-		}
-		words[n++] = w;
-	}
-	if (n == 0) {
-		ctl_reply(c, "ERR empty request\n");
+	if (ctl_request_parse(c->rd.buf, c->rd.len, &req, &why) < 0) {
+		ctl_reply(c, "ERR %s\n", why);
 		return;
 	}
-	if (strcmp(words[0], "PING") == 0) {
-		ctl_reply(c, "OK pid=%ld\n", (long)getpid());
-		return;
-	}
-	if (strcmp(words[0], "FLUSH") == 0) {
-		if (!ctl_may_change(c)) {
+	h = &ctl_handlers[req.verb];
+	if (h->changes_queue) {
+		if (!ctl_trusted(c)) {
 			ctl_reply(c, "ERR permission denied: only root and "
 				     "the spool's owner change the queue\n");
 			return;
 		}
-		for (size_t i = 1; i < n; i++) {
-			if (!queue_id_valid(words[i])) {
+		for (size_t i = 0; i < req.nargs; i++)
+			if (!queue_id_valid(req.args[i])) {
 				ctl_reply(c, "ERR %s: not a queue id\n",
-					  words[i]);
+					  req.args[i]);
 				return;
 			}
-		}
-		rc = sched_flush(c->d, words + 1, n - 1, err, sizeof(err));
-		if (rc < 0)
-			ctl_reply(c, "ERR %s\n", err);
-		else
-			ctl_reply(c, "OK %d\n", rc);
-		return;
 	}
-	if (ctl_action(words[0], &action)) {
-		struct sched_act_result res;
-
-		if (!ctl_may_change(c)) {
-			ctl_reply(c, "ERR permission denied: only root and "
-				     "the spool's owner change the queue\n");
-			return;
-		}
-		for (size_t i = 1; i < n; i++)
-			if (!queue_id_valid(words[i])) {
-				ctl_reply(c, "ERR %s: not a queue id\n",
-					  words[i]);
-				return;
-			}
-		if (sched_act(c->d, action, words + 1, n - 1, &res) < 0)
-			ctl_reply(c, "ERR %s\n", res.err);
-		else
-			ctl_reply(c, "OK %zu %zu %d %s\n", res.done, res.failed,
-				  -res.first_rc, res.err);
-		return;
-	}
-	if (strcmp(words[0], "WAIT") == 0) {
-		ctl_wait(c, words, n);
-		return;
-	}
-	if (strcmp(words[0], "STATUS") == 0) {
-		ctl_status(c);
-		return;
-	}
-	if (strcmp(words[0], "PROBE") == 0) {
-		if (health_probe_all(c->d, ctl_probe_done, c) < 0)
-			ctl_reply(c, "ERR out of memory\n");
-		return;
-	}
-	ctl_reply(c, "ERR unknown request %s\n", words[0]);
+	h->run(c, &req);
 }
 
 static void
@@ -520,7 +778,7 @@ static void
 ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct ctl_conn *c = s->data;
-	char *nl, *nb;
+	int rc;
 
 	if (nread < 0) {
 		ctl_conn_close(c);
@@ -528,102 +786,294 @@ ctl_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
-	if (c->len + (size_t)nread + 1 > CTL_REQUEST_MAX) {
+	rc = ctl_reader_feed(&c->rd, buf->base, (size_t)nread);
+	if (rc < 0) {
+		/* nothing a client sends is worth a reply past the cap */
 		ctl_conn_close(c);
 		return;
 	}
-	nb = realloc(c->buf, c->len + (size_t)nread + 1);
-	if (nb == NULL) {
-		ctl_conn_close(c);
+	if (rc == 0)
 		return;
-	}
-	c->buf = nb;
-	memcpy(c->buf + c->len, buf->base, (size_t)nread);
-	c->len += (size_t)nread;
-	c->buf[c->len] = '\0';
-	nl = memchr(c->buf, '\n', c->len);
-	if (nl == NULL)
-		return;
-	*nl = '\0';
 	/* one request per connection: the reply may come later (PROBE),
 	 * and the connection must live until then */
 	uv_read_stop(s);
-	ctl_handle(c, c->buf);
+	ctl_dispatch(c);
+}
+
+/* Refuses a connection before any memory is spent on it. */
+static void
+ctl_refuse(int fd, const char *line)
+{
+	/* best effort: the socket's buffer is empty, so it fits */
+	if (send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("control: refusal not sent: %s", strerror(errno));
+	close(fd);
+}
+
+/* Takes over an accepted socket, within the caps. */
+static void
+ctl_conn_new(struct control *ctl, int fd)
+{
+	struct ctl_conn *c;
+	struct ctl_uid *u;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char line[160];
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		close(fd);
+		return;
+	}
+	u = ctl_uid_find(ctl, cred.uid, 1);
+	if (cred.uid == 0 ? ctl->nroot >= CTL_CONN_MAX
+			  : ctl->nother >= CTL_CONN_MAX) {
+		ctl_complain(ctl, cred.uid,
+			     "refused a connection: %u are open, the most "
+			     "allowed",
+			     cred.uid == 0 ? ctl->nroot : ctl->nother);
+		snprintf(line, sizeof(line),
+			 "ERR too many connections (at most %d); try again "
+			 "later\n",
+			 CTL_CONN_MAX);
+		ctl_refuse(fd, line);
+		return;
+	}
+	if (u == NULL || (cred.uid != 0 && u->conns >= CTL_CONN_PER_UID)) {
+		ctl_complain(ctl, cred.uid,
+			     "refused a connection: it holds %d, the most "
+			     "one user other than root may",
+			     CTL_CONN_PER_UID);
+		snprintf(line, sizeof(line),
+			 "ERR too many connections from uid %lu (at most %d "
+			 "for a user other than root); try again later\n",
+			 (unsigned long)cred.uid, CTL_CONN_PER_UID);
+		ctl_refuse(fd, line);
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		ctl_refuse(fd, "ERR out of memory\n");
+		return;
+	}
+	c->ctl = ctl;
+	c->uid = cred.uid;
+	c->deadline_ms = time_mono_ms() + CTL_IDLE_MS;
+	uv_pipe_init(ctl->d->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_pipe_open(&c->pipe, fd) < 0) {
+		close(fd);
+		uv_close((uv_handle_t *)&c->pipe, ctl_conn_closed);
+		return;
+	}
+	c->next = ctl->conns;
+	if (ctl->conns != NULL)
+		ctl->conns->prev = c;
+	ctl->conns = c;
+	if (c->uid == 0)
+		ctl->nroot++;
+	else
+		ctl->nother++;
+	u->conns++;
+	ctl_sweep_arm(ctl);
+	if (uv_read_start((uv_stream_t *)&c->pipe, ctl_alloc, ctl_read) < 0)
+		ctl_conn_close(c);
 }
 
 static void
-ctl_accept(uv_stream_t *server, int status)
+ctl_listen_cb(uv_poll_t *p, int status, int events)
 {
-	struct daemon *d = server->data;
-	struct ctl_conn *c;
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	uv_os_fd_t fd;
+	struct control *ctl = p->data;
+	long free_fds = ctl_fd_free(ctl), reserve = ctl_fd_reserve(ctl);
 
-	if (status < 0)
-		return;
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		return;
-	c->d = d;
-	uv_pipe_init(d->loop, &c->pipe, 0);
-	c->pipe.data = c;
-	if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0 ||
-	    uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-		ctl_conn_close(c);
+	(void)events;
+	if (status < 0) {
+		/* paused, so a lasting error is retried (and logged) twice a
+		 * second, not on every turn of the loop */
+		log_warn("control: %s: %s", ctl->path, uv_strerror(status));
+		ctl->paused = 1;
+		uv_poll_stop(&ctl->poll);
+		ctl_sweep_arm(ctl);
 		return;
 	}
-	c->uid = cred.uid;
-	uv_read_start((uv_stream_t *)&c->pipe, ctl_alloc, ctl_read);
+	for (int i = 0; i < CTL_ACCEPT_BATCH; i++, free_fds--) {
+		int fd;
+
+		if (free_fds >= 0 && free_fds <= reserve) {
+			ctl_pause(ctl, free_fds);
+			return;
+		}
+		fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				ctl_pause(ctl, 0);
+			/* else EAGAIN: drained; ECONNABORTED, EINTR: the
+			 * next turn tries again */
+			return;
+		}
+		ctl_conn_new(ctl, fd);
+	}
+}
+
+/* Closes connections past their deadline; retries a paused listener. */
+static void
+ctl_sweep_cb(uv_timer_t *t)
+{
+	struct control *ctl = t->data;
+	int64_t now = time_mono_ms();
+	struct ctl_conn *c = ctl->conns;
+
+	/* outcomes reached by other paths than a session (an expiry at
+	 * pickup, an operator's action) are found here too */
+	for (c = ctl->waiters; c != NULL;) {
+		struct ctl_conn *next = c->next_waiter; /* answers unlink */
+
+		ctl_waiter_check(c, now >= c->wait_deadline_ms);
+		c = next;
+	}
+	for (c = ctl->conns; c != NULL;) {
+		struct ctl_conn *next = c->next;
+
+		if (c->deadline_ms != 0 && now >= c->deadline_ms) {
+			if (c->reply == NULL)
+				ctl_complain(ctl, c->uid,
+					     "closed a connection that sent no "
+					     "request within %d ms",
+					     CTL_IDLE_MS);
+			ctl_conn_close(c);
+		}
+		c = next;
+	}
+	ctl_resume_maybe(ctl);
+	if (ctl->conns == NULL && !ctl->paused)
+		uv_timer_stop(t);
+}
+
+static void
+ctl_handle_closed(uv_handle_t *h)
+{
+	struct control *ctl = h->data;
+
+	if (--ctl->handles > 0)
+		return;
+	if (ctl->fd >= 0)
+		close(ctl->fd);
+	free(ctl);
+}
+
+/* Closes everything; ctl is freed once libuv has let go of its handles. */
+static void
+ctl_free(struct control *ctl)
+{
+	/* a waiter reads the hang-up as "spoold stopped" */
+	while (ctl->conns != NULL)
+		ctl_conn_close(ctl->conns);
+	free(ctl->recent);
+	ctl->recent = NULL;
+	if (ctl->handles == 0) {
+		if (ctl->fd >= 0)
+			close(ctl->fd);
+		free(ctl);
+		return;
+	}
+	uv_close((uv_handle_t *)&ctl->sweep, ctl_handle_closed);
+	if (ctl->handles == 2)
+		uv_close((uv_handle_t *)&ctl->poll, ctl_handle_closed);
+}
+
+/* A listening socket that any local user may connect to. */
+static int
+ctl_socket(struct control *ctl, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	mode_t old;
+	int rc = 0;
+
+	str_copy(sa.sun_path, ctl->path, sizeof(sa.sun_path));
+	ctl->fd =
+	    socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (ctl->fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "control socket: %s", strerror(errno));
+		return rc;
+	}
+	/* the spool lock says no other daemon owns it, so this is stale */
+	unlink(ctl->path);
+	/* Anyone may connect; what they may do is checked per request. */
+	old = umask(0111);
+	if (bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(ctl->fd, CTL_BACKLOG) < 0)
+		rc = -errno;
+	umask(old);
+	if (rc < 0)
+		snprintf(err, errlen, "control socket %s: %s", ctl->path,
+			 strerror(-rc));
+	return rc;
 }
 
 int
 control_start(struct daemon *d, char *err, size_t errlen)
 {
-	char path[4096];
-	mode_t old;
+	struct control *ctl = calloc(1, sizeof(*ctl));
+	struct rlimit rl;
 	int rc;
 
-	snprintf(path, sizeof(path), "%s/%s", spool_path(d->spool),
-		 CTL_SOCKET_NAME);
-	/* the spool lock says no other daemon owns it, so this is stale */
-	unlink(path);
-	uv_pipe_init(d->loop, &d->ctl, 0);
-	d->ctl.data = d;
-	d->ctl_open = 1;
-	uv_timer_init(d->loop, &d->wait_timer);
-	d->wait_timer.data = d;
-	/* Anyone may connect; what they may do is checked per request. */
-	old = umask(0111);
-	rc = uv_pipe_bind(&d->ctl, path);
-	umask(old);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&d->ctl, 64, ctl_accept);
-	if (rc < 0) {
-		snprintf(err, errlen, "control socket %s: %s", path,
-			 uv_strerror(rc));
-		return rc;
+	if (ctl == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
+	ctl->d = d;
+	ctl->fd = -1;
+	if ((size_t)snprintf(ctl->path, sizeof(ctl->path), "%s/%s",
+			     spool_path(d->spool),
+			     CTL_SOCKET_NAME) >= sizeof(ctl->path)) {
+		snprintf(err, errlen,
+			 "control socket %s/%s: path too long for a socket",
+			 spool_path(d->spool), CTL_SOCKET_NAME);
+		free(ctl);
+		return -ENAMETOOLONG;
+	}
+	ctl->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+			      rl.rlim_cur != RLIM_INFINITY &&
+			      rl.rlim_cur < 1L << 30
+			  ? (long)rl.rlim_cur
+			  : 1L << 30;
+	uv_timer_init(d->loop, &ctl->sweep);
+	ctl->sweep.data = ctl;
+	ctl->handles = 1;
+	d->control = ctl;
+	if ((rc = ctl_socket(ctl, err, errlen)) < 0)
+		goto fail;
+	if ((rc = uv_poll_init(d->loop, &ctl->poll, ctl->fd)) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", ctl->path,
+			 uv_strerror(rc));
+		goto fail;
+	}
+	ctl->poll.data = ctl;
+	ctl->handles = 2;
+	uv_poll_start(&ctl->poll, UV_READABLE, ctl_listen_cb);
+	if (ctl_fd_wanted(ctl) > ctl->nofile / 2)
+		log_warn("the descriptor limit (%ld) leaves less than the %ld "
+			 "that %u delivery thread(s) and %zu transport(s) may "
+			 "need; raise it to at least %ld (LimitNOFILE=, ulimit "
+			 "-n)",
+			 ctl->nofile, ctl_fd_wanted(ctl),
+			 d->gen->cf.concurrency, d->gen->cf.transport_count,
+			 2 * ctl_fd_wanted(ctl));
 	return 0;
+fail:
+	d->control = NULL;
+	ctl_free(ctl);
+	return rc;
 }
 
 void
 control_stop(struct daemon *d)
 {
-	char path[4096];
+	struct control *ctl = d->control;
 
-	if (!d->ctl_open)
+	if (ctl == NULL)
 		return;
-	d->ctl_open = 0;
-	snprintf(path, sizeof(path), "%s/%s", spool_path(d->spool),
-		 CTL_SOCKET_NAME);
-	unlink(path);
-	uv_close((uv_handle_t *)&d->ctl, NULL);
-	/* a waiter reads the hang-up as "spoold stopped" */
-	while (d->waiters != NULL)
-		ctl_conn_close(d->waiters);
-	uv_close((uv_handle_t *)&d->wait_timer, NULL);
-	free(d->recent);
-	d->recent = NULL;
+	d->control = NULL;
+	unlink(ctl->path);
+	ctl_free(ctl);
 }

@@ -168,6 +168,30 @@ on_rescan(uv_timer_t *t)
 }
 
 static void
+on_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	sd_notify(0, "WATCHDOG=1");
+}
+
+/* Under WatchdogSec=, pings systemd at half the period from a timer on
+ * the loop itself: a loop that stops turning (a busy cycle, a blocking
+ * call) stops the pings, and systemd restarts the service. */
+static void
+daemon_watchdog_start(struct daemon *d)
+{
+	uint64_t usec = 0, ms;
+
+	/* 0 unless WATCHDOG_USEC is set and WATCHDOG_PID, if set, is us */
+	if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+		return;
+	ms = usec / 2000 > 0 ? usec / 2000 : 1;
+	uv_timer_start(&d->watchdog_timer, on_watchdog, ms, ms);
+	log_info("watchdog: pinging systemd every %llu ms",
+		 (unsigned long long)ms);
+}
+
+static void
 close_cb_walk(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -325,7 +349,8 @@ static void
 daemon_handles_init(struct daemon *d)
 {
 	uv_timer_t *timers[] = {&d->pickup_timer, &d->due_timer,
-				&d->rescan_timer, &d->stop_timer};
+				&d->rescan_timer, &d->stop_timer,
+				&d->watchdog_timer};
 	uv_signal_t *sigs[] = {&d->sig_term, &d->sig_int, &d->sig_hup};
 
 	for (size_t i = 0; i < ARRAY_SIZE(timers); i++) {
@@ -439,6 +464,7 @@ main(int argc, char **argv)
 		 d.gen->cf.route_count > 1 ? ", ..." : "",
 		 d.gen->cf.concurrency);
 	sd_notify(0, "READY=1");
+	daemon_watchdog_start(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	rc = 0;
 out:

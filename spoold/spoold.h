@@ -62,8 +62,7 @@ struct health;
 struct probe_engine;
 struct probe_waiter;
 struct bounce_limiter;
-struct ctl_conn;
-struct ctl_recent;
+struct control;
 
 struct daemon {
 	uv_loop_t *loop;
@@ -84,11 +83,8 @@ struct daemon {
 	uv_timer_t stop_timer;
 	uv_async_t done_async;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	uv_pipe_t ctl;
-	int ctl_open;
-	struct ctl_conn *waiters;  /* WAIT requests, answered on an outcome */
-	struct ctl_recent *recent; /* ids delivered lately, for WAIT */
-	uv_timer_t wait_timer;	   /* WAIT deadlines, while any waits */
+	uv_timer_t watchdog_timer; /* WATCHDOG=1 to systemd, if it asks */
+	struct control *control;   /* SPOOL/ctl.sock; NULL once stopped */
 
 	int rescan_new;			   /* pickup must read all of new/ */
 	char (*pending)[QUEUE_ID_LEN + 1]; /* names seen by inotify */

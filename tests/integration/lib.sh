@@ -451,6 +451,28 @@ stop_postfix() {
 	log "Postfix stopped"
 }
 
+# ---- the service manager's end of NOTIFY_SOCKET ---------------------------
+
+# start_notify SOCKET LOG: binds the datagram socket spoold's sd_notify
+# writes to and appends each message to LOG as "SECONDS MESSAGE" (a
+# monotonic clock; newlines inside become spaces); the first line is
+# "0 listening".
+start_notify() {
+	python3 - "$1" "$2" >"$T/notify.err" 2>&1 <<'EOF' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a") as out:
+    print("0 listening", file=out, flush=True)
+    while True:
+        msg = s.recv(4096).decode()
+        print("%.3f %s" % (time.monotonic(), msg.replace("\n", " ")),
+              file=out, flush=True)
+EOF
+	T_PIDS+=("notify $!")
+	wait_log_line "$2" listening 10 "$!" || fail "notify listener"
+}
+
 # ---- spoold / spoolctl ----------------------------------------------------
 
 # write_conf PORT [RETRY] [MAX_SIZE]: writes $T/spoold.conf relaying to

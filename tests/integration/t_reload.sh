@@ -6,25 +6,13 @@
 # is refused and the running configuration kept.
 . "$(dirname "$0")/lib.sh"
 
-# the service manager's end of NOTIFY_SOCKET: one datagram a line
 NOTIFY_LOG="$T/notify.log"
 export NOTIFY_SOCKET="$T/notify.sock"
-python3 - "$NOTIFY_SOCKET" "$NOTIFY_LOG" >"$T/notify.err" 2>&1 <<'EOF' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-with open(sys.argv[2], "a") as out:
-    print("listening", file=out, flush=True)
-    while True:
-        msg = s.recv(4096).decode()
-        print(msg.replace("\n", " "), file=out, flush=True)
-EOF
-T_PIDS+=("notify $!")
-wait_log_line "$NOTIFY_LOG" listening 10 "$!" || fail "notify listener"
+start_notify "$NOTIFY_SOCKET" "$NOTIFY_LOG"
 
 # notified N: the Nth datagram (1 = the first after "listening").
 notified() {
-	sed -n "$(($1 + 1))p" "$NOTIFY_LOG"
+	sed -n "$(($1 + 1))p" "$NOTIFY_LOG" | cut -d' ' -f2-
 }
 wait_notified() { # N WANT
 	for _ in $(seq 100); do
