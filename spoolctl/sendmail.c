@@ -119,7 +119,7 @@ cmd_sendmail(int argc, char **argv)
 
 		return cmd_flush(a.conf_path, 1, flush_argv);
 	}
-	if ((rc = ctl_conf_load(&cf, a.conf_path)) != 0)
+	if ((rc = ctl_conf_load_submit(&cf, a.conf_path)) != 0)
 		return rc;
 	rc = submit_raw(&cf, &a.o, a.dot_ends,
 			(const char *const *)argv + a.first_rcpt,

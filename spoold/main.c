@@ -2,6 +2,7 @@
  * main.c - spoold: options, start-up, signals and shutdown.
  *
  *   spoold [-c FILE] [-f|--foreground]
+ *   spoold [-c FILE] --check-config
  *
  * Start-up refuses, with one line and a sysexits code, anything that would
  * make the daemon useless: a bad configuration, a spool it cannot create or
@@ -32,7 +33,8 @@
 static void
 usage(FILE *fp)
 {
-	fprintf(fp, "usage: spoold [-c FILE] [-f|--foreground]\n");
+	fprintf(fp, "usage: spoold [-c FILE] [-f|--foreground]\n"
+		    "       spoold [-c FILE] --check-config\n");
 }
 
 void
@@ -341,11 +343,12 @@ main(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"check-config", no_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct daemon d = {0};
 	char err[1024];
-	int opt, foreground = 0, lock_fd, rc;
+	int opt, foreground = 0, check = 0, lock_fd, rc;
 	unsigned busy;
 
 	while ((opt = getopt_long(argc, argv, "c:fh", longopts, NULL)) != -1) {
@@ -355,6 +358,9 @@ main(int argc, char **argv)
 			break;
 		case 'f':
 			foreground = 1;
+			break;
+		case 'C':
+			check = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -376,6 +382,8 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		return EX_SOFTWARE;
 	}
+	if (check)
+		return checkconf_run(d.conf_path);
 	rc = generation_load(&d.gen, d.conf_path, err, sizeof(err));
 	if (rc != 0) {
 		log_err("%s", err);

@@ -148,6 +148,9 @@ void health_close_all(struct daemon *d);
 int control_start(struct daemon *d, char *err, size_t errlen);
 void control_stop(struct daemon *d);
 
+/* checkconf.c: spoold --check-config; 0 or a sysexits code. */
+int checkconf_run(const char *path);
+
 /* main.c */
 void daemon_maybe_finish(struct daemon *d);
 
