@@ -175,7 +175,10 @@ status_json(const struct status *s)
 		cJSON *j = cJSON_CreateObject();
 
 		cJSON_AddStringToObject(j, "name", t->name);
-		cJSON_AddBoolToObject(j, "up", t->up);
+		if (t->known)
+			cJSON_AddBoolToObject(j, "up", t->up);
+		else
+			cJSON_AddNullToObject(j, "up"); /* never judged */
 		if (t->last_probe > 0)
 			cJSON_AddStringToObject(
 			    j, "last_probe",
@@ -233,7 +236,10 @@ cmd_status(const char *conf_path, int argc, char **argv)
 		for (size_t i = 0; i < s.nt; i++)
 			printf(
 			    "transport %s: %s, last probe %s%s%s\n",
-			    s.t[i].name, s.t[i].up ? "up" : "down",
+			    s.t[i].name,
+			    !s.t[i].known ? "unknown"
+			    : s.t[i].up	  ? "up"
+					  : "down",
 			    s.t[i].last_probe
 				? format_rfc3339((time_t)s.t[i].last_probe, buf)
 				: "never",

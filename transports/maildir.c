@@ -72,6 +72,8 @@ write_all(int fd, const char *p, size_t len)
 			continue;
 		if (n < 0)
 			return -errno;
+		if (n == 0)
+			return -EIO; /* no progress: retrying would spin */
 		p += n;
 		len -= (size_t)n;
 	}
@@ -133,8 +135,13 @@ maildir_store(const struct maildir_transport *t, const struct transport_msg *m,
 		rc = -errno;
 		goto fail;
 	}
-	close(fd);
+	/* a write-back that failed (NFS) is reported here, at last */
+	rc = close(fd);
 	fd = -1;
+	if (rc < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	if (rename(tmp, dst) < 0) {
 		rc = -errno;
 		goto fail;

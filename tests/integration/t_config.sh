@@ -14,6 +14,15 @@ good=$(cat "$CONF")
 out=$("$SPOOLD" -c "$CONF" --check-config 2>&1) ||
 	fail "check-config refused a good file: $out"
 [ "$out" = "$CONF: configuration OK" ] || fail "check-config said: $out"
+# a transport no daemon has judged yet is neither up nor down
+spoolctl init >/dev/null || fail "init failed"
+spoolctl status --json | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["transports"]
+sys.exit(0 if t[0]["up"] is None else 1)' ||
+	fail "a transport never judged shows up/down: $(spoolctl status --json)"
+spoolctl status | grep -q "transport local: unknown" ||
+	fail "status text: $(spoolctl status)"
 
 # --- 2. typos in [transport] and [delivery], in the file and the
 # environment ---
