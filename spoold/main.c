@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syslog.h>
 #include <sysexits.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -80,6 +81,18 @@ generation_load(struct generation **out, const char *path, char *err,
 	return 0;
 }
 
+/* The pid in the lock file, once the process that keeps it is known. */
+static int
+spool_lock_update(int fd)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+		return -errno;
+	return 0;
+}
+
 /* One daemon per spool: an flock'd pid file says who owns it. */
 static int
 spool_lock(const char *dir, char *err, size_t errlen)
@@ -102,13 +115,41 @@ spool_lock(const char *dir, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
-		snprintf(err, errlen, "%.900s: %s", path, strerror(errno));
+	if ((n = spool_lock_update(fd)) < 0) {
+		snprintf(err, errlen, "%.900s: %s", path, strerror(-n));
 		close(fd);
 		return -1;
 	}
 	return fd; /* held open, and so locked, for the daemon's life */
+}
+
+/*
+ * Detaches into the background. syslog(3) drops every line without a word
+ * when nothing listens on /dev/log (a container), so without that socket
+ * the log stays on standard error, and says so once.
+ */
+static int
+daemon_detach(void)
+{
+	struct stat sb;
+	int to_stderr = stat(_PATH_LOG, &sb) < 0 || !S_ISSOCK(sb.st_mode);
+	int null;
+
+	if (to_stderr)
+		log_warn("no syslog socket at %s: logging to standard error",
+			 _PATH_LOG);
+	if (daemon(0, to_stderr) < 0)
+		return -errno;
+	if (!to_stderr) {
+		log_init("spoold", 0, LOG_LEVEL_INFO);
+		return 0;
+	}
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+	    dup2(null, STDOUT_FILENO) < 0)
+		return -errno;
+	close(null);
+	return 0;
 }
 
 static void
@@ -395,19 +436,21 @@ main(int argc, char **argv)
 		generation_put(d.gen);
 		return EX_CANTCREAT;
 	}
-	if (!foreground) {
-		/* before any thread or loop exists */
-		if (daemon(0, 0) < 0) {
-			log_err("cannot go to the background: %s",
-				strerror(errno));
-			return EX_OSERR;
-		}
-		log_init("spoold", 0, LOG_LEVEL_INFO);
-	}
+	/* before detaching, so that a second spoold says why it stops to
+	 * whoever started it; the child keeps the lock */
 	lock_fd = spool_lock(d.gen->cf.spool_dir, err, sizeof(err));
 	if (lock_fd < 0) {
 		log_err("%s", err);
 		return EX_TEMPFAIL;
+	}
+	if (!foreground) {
+		/* before any thread or loop exists */
+		if ((rc = daemon_detach()) < 0 ||
+		    (rc = spool_lock_update(lock_fd)) < 0) {
+			log_err("cannot go to the background: %s",
+				strerror(-rc));
+			return EX_OSERR;
+		}
 	}
 	if (daemon_open_state(&d, err, sizeof(err)) < 0) {
 		log_err("%s", err);
