@@ -196,6 +196,8 @@ on_rescan(uv_timer_t *t)
 	else if (n < 0)
 		log_warn("state: reader check: %s", strerror(-n));
 	sched_repair(d);
+	if ((n = sched_expire_failed(d)) < 0)
+		log_warn("expiring failed messages: %s", strerror(-n));
 	sched_pickup_soon(d, NULL);
 }
 
@@ -319,6 +321,7 @@ static int
 daemon_start(struct daemon *d, char *err, size_t errlen)
 {
 	char path[4096];
+	uint64_t rescan;
 	int rc;
 
 	rc = probe_engine_new(&d->probes, d->loop, err, errlen);
@@ -348,8 +351,9 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 			 uv_strerror(rc));
 		return rc;
 	}
-	uv_timer_start(&d->rescan_timer, on_rescan, SPOOLD_RESCAN_MS,
-		       SPOOLD_RESCAN_MS);
+	rescan =
+	    (uint64_t)spoold_knob("SPOOLD_TEST_RESCAN_MS", SPOOLD_RESCAN_MS);
+	uv_timer_start(&d->rescan_timer, on_rescan, rescan, rescan);
 	return control_start(d, err, errlen);
 }
 

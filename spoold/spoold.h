@@ -148,6 +148,14 @@ void health_close_all(struct daemon *d);
 int control_start(struct daemon *d, char *err, size_t errlen);
 void control_stop(struct daemon *d);
 
+/* expire.c: removes failed messages older than failed_keep; returns
+ * how many, or -errno. */
+int sched_expire_failed(struct daemon *d);
+
+/* knob.c: the positive integer in the SPOOLD_TEST_* variable name, or
+ * dflt when it is unset or not one. */
+int64_t spoold_knob(const char *name, int64_t dflt);
+
 /* checkconf.c: spoold --check-config; 0 or a sysexits code. */
 int checkconf_run(const char *path);
 
