@@ -52,6 +52,9 @@ struct health {
 	char last_error[QUEUE_REPLY_MAX];
 	int was_up; /* the verdict last logged */
 	int probing;
+	unsigned sessions;		     /* session probes in flight */
+	int64_t session_at;		     /* the last one's end, 0: never */
+	char session_error[QUEUE_REPLY_MAX]; /* its failure, "" if none */
 	uv_timer_t timer;
 	struct daemon *d;
 	struct health *next;
@@ -137,7 +140,7 @@ static void
 health_round_check(struct daemon *d)
 {
 	for (struct health *h = d->health; h != NULL; h = h->next)
-		if (h->probing)
+		if (h->probing || h->sessions > 0)
 			return;
 	while (d->probe_waiters != NULL) {
 		struct probe_waiter *w = d->probe_waiters;
@@ -352,6 +355,87 @@ health_report(struct daemon *d, const char *name, int relay_failed,
 	health_changed(h);
 }
 
+/*
+ * A session probe (spoolctl probe): the transport's own probe op, on the
+ * thread pool since it blocks like a delivery. It holds the generation,
+ * and finds its health entry again by name, which is gone at shutdown.
+ */
+struct health_session {
+	uv_work_t work;
+	struct daemon *d;
+	struct generation *gen;
+	size_t index; /* in gen */
+	int rc;
+	char diag[QUEUE_REPLY_MAX];
+};
+
+static void
+health_session_run(uv_work_t *w)
+{
+	struct health_session *p = w->data;
+
+	p->rc = transport_probe(p->gen->transports[p->index], p->diag,
+				sizeof(p->diag));
+}
+
+static void
+health_session_done(uv_work_t *w, int status)
+{
+	struct health_session *p = w->data;
+	const char *name = p->gen->cf.transports[p->index].name;
+	struct health *h = health_find(p->d, name);
+
+	if (h != NULL && !p->d->stopping) {
+		h->sessions--;
+		h->session_at = now_s();
+		if (status < 0 && p->rc == 0) {
+			p->rc = status;
+			snprintf(p->diag, sizeof(p->diag), "cancelled");
+		}
+		str_copy(h->session_error, p->rc < 0 ? p->diag : "",
+			 sizeof(h->session_error));
+		if (p->rc < 0)
+			health_report(p->d, name, 1, p->diag);
+		else if (h->breaker_until > 0) {
+			log_info("transport=%s probe reached the relay: trying "
+				 "it again",
+				 name);
+			health_rearm(h);
+		}
+		health_round_check(p->d);
+	}
+	generation_put(p->gen);
+	free(p);
+}
+
+static void
+health_session_start(struct health *h)
+{
+	struct daemon *d = h->d;
+	struct generation *g = d->gen;
+	struct health_session *p;
+	size_t i;
+
+	for (i = 0; i < g->cf.transport_count; i++)
+		if (strcmp(g->cf.transports[i].name, h->name) == 0)
+			break;
+	if (i == g->cf.transport_count || g->transports[i] == NULL ||
+	    (p = calloc(1, sizeof(*p))) == NULL)
+		return;
+	p->d = d;
+	p->gen = g;
+	p->index = i;
+	p->work.data = p;
+	g->refs++;
+	if (uv_queue_work(d->loop, &p->work, health_session_run,
+			  health_session_done) < 0) {
+		generation_put(g);
+		free(p);
+		return;
+	}
+	h->sessions++;
+}
+
 int
 health_probe_all(struct daemon *d, void (*done)(void *arg), void *arg)
 {
@@ -366,6 +450,8 @@ health_probe_all(struct daemon *d, void (*done)(void *arg), void *arg)
 	for (struct health *h = d->health; h != NULL; h = h->next) {
 		uv_timer_stop(&h->timer);
 		health_probe_now(h);
+		if (h->sessions == 0)
+			health_session_start(h);
 	}
 	health_round_check(d);
 	return 0;
@@ -395,6 +481,10 @@ health_describe(struct daemon *d)
 				h->last_probe
 				    ? format_rfc3339((time_t)h->last_probe, buf)
 				    : "never");
+		if (h->session_at > 0)
+			fprintf(fp, ", session %s at %s",
+				h->session_error[0] ? "failed" : "ok",
+				format_rfc3339((time_t)h->session_at, buf));
 		if (!health_verdict(h) && h->last_error[0])
 			fprintf(fp, ": %s", h->last_error);
 		fputc('\n', fp);

@@ -200,6 +200,22 @@ maildir_deliver(struct transport *base, struct transport_msg *msgs, size_t n,
 	return 0;
 }
 
+/* The folders a delivery writes in: made if missing, and writable. */
+static int
+maildir_probe(struct transport *base, char *diag, size_t len)
+{
+	struct maildir_transport *t = (struct maildir_transport *)base;
+	char newdir[4096];
+	int rc = maildir_prepare(t);
+
+	snprintf(newdir, sizeof(newdir), "%s/new", t->path);
+	if (rc == 0 && access(newdir, W_OK | X_OK) < 0)
+		rc = -errno;
+	if (rc < 0)
+		snprintf(diag, len, "maildir %s: %s", t->path, strerror(-rc));
+	return rc;
+}
+
 static void
 maildir_destroy(struct transport *base)
 {
@@ -240,5 +256,6 @@ const struct transport_ops transport_maildir_ops = {
     .type = "maildir",
     .create = maildir_create,
     .deliver = maildir_deliver,
+    .probe = maildir_probe,
     .destroy = maildir_destroy,
 };

@@ -2,7 +2,9 @@
 # t_breaker.sh - a transport's breaker, without waiting on the clock: the
 # test knob SPOOLD_TEST_BREAKER_FIRST_MS sets its first cool-down. With no
 # traffic, the end of the cool-down is recorded (status shows the transport
-# up again, the log says so once); a new password_file ends it at once.
+# up again, the log says so once); a new password_file ends it at once; and
+# `spoolctl probe` opens a real session (no mail), prints the fresh result,
+# exits 69 while the relay is down and re-arms the transport once it is up.
 . "$(dirname "$0")/lib.sh"
 
 # up_of NAME: the transport's "up" in status --json (True, False, None)
@@ -66,5 +68,34 @@ wait_up local True 5
 log "re-armed $(ms_since "$t0") ms after the token changed"
 [ "$(spoold_log_count 'transport=local password_file changed: trying it again')" = 1 ] ||
 	fail "the re-arm is not logged"
+stop_spoold
+
+# --- 3. spoolctl probe: a real session, the fresh result, a re-arm ---
+port=$(free_port)
+write_conf "$port" 1h
+start_spoold
+id=$(printf 'Subject: c\n\nbody\n' | spoolctl submit admin@example.org) ||
+	fail "submit failed"
+wait_log_line "$SPOOLD_LOG" "id=$id .*status=deferred" 20 "$SPOOLD_PID" ||
+	fail "the message was not deferred"
+rc=0
+out=$(spoolctl probe) || rc=$?
+[ "$rc" = 69 ] || fail "probe with the relay down exited $rc, want 69: $out"
+echo "$out" | grep -q "^local: down, no probe configured, session failed at .*127.0.0.1:$port" ||
+	fail "probe with the relay down printed: $out"
+python3 "$SINK_PY" --port "$port" --dir "$T/sink3" >"$T/sink3.log" 2>&1 &
+T_PIDS+=("sink3 $!")
+wait_log_line "$T/sink3.log" 'capture_sink ready' 10 || fail "no sink on $port"
+out=$(spoolctl probe) || fail "probe with the relay up exited non-zero: $out"
+echo "$out" | grep -q "^local: up, no probe configured, session ok at" ||
+	fail "probe with the relay up printed: $out"
+[ "$(up_of local)" = True ] || fail "probe did not re-arm local"
+[ "$(spoold_log_count 'transport=local probe reached the relay: trying it again')" = 1 ] ||
+	fail "the re-arm by probe is not logged"
+[ "$(ls "$T/sink3" | grep -c '\.eml$' || true)" = 0 ] ||
+	fail "the probe sent mail"
+spoolctl flush >/dev/null || fail "flush failed"
+wait_log_line "$SPOOLD_LOG" "id=$id .*status=sent" 20 "$SPOOLD_PID" ||
+	fail "the message did not leave once the relay was up"
 stop_spoold
 log "ok"
