@@ -332,6 +332,8 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return rc;
 	}
+	bounce_limiter_set_minute(
+	    d->bounces, spoold_knob("SPOOLD_TEST_NOTICE_MINUTE_S", 60));
 	rc = health_sync(d);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory");
