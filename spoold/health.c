@@ -507,6 +507,8 @@ health_close_all(struct daemon *d)
 {
 	struct health *h = d->health;
 
+	/* session probes run on the thread pool: the loop waits for them */
+	transport_probe_cancel_all();
 	while (d->probe_waiters != NULL) {
 		struct probe_waiter *w = d->probe_waiters;
 

@@ -7,10 +7,34 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "smtp_int.h"
+
+/* Set once the daemon stops: probes in flight give up within a second,
+ * so a stop never waits out a probe's timeouts. */
+static atomic_int smtp_probe_cancelled;
+
+void
+transport_probe_cancel_all(void)
+{
+	atomic_store(&smtp_probe_cancelled, 1);
+}
+
+/* libcurl calls it at least once a second, connecting included. */
+static int
+smtp_probe_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+		    curl_off_t un)
+{
+	(void)arg;
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	return atomic_load(&smtp_probe_cancelled);
+}
 
 int
 smtp_probe(struct transport *base, char *diag, size_t len)
@@ -42,6 +66,8 @@ smtp_probe(struct transport *base, char *diag, size_t len)
 	/* connect, TLS, greeting, EHLO and AUTH, then stop: no MAIL */
 	SET(CURLOPT_CONNECT_ONLY, 1L);
 	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_NOPROGRESS, 0L);
+	SET(CURLOPT_XFERINFOFUNCTION, smtp_probe_progress);
 	SET(CURLOPT_ERRORBUFFER, errbuf);
 	SET(CURLOPT_CONNECTTIMEOUT, (long)t->connect_timeout);
 	SET(CURLOPT_SERVER_RESPONSE_TIMEOUT, (long)t->timeout);

@@ -98,4 +98,44 @@ spoolctl flush >/dev/null || fail "flush failed"
 wait_log_line "$SPOOLD_LOG" "id=$id .*status=sent" 20 "$SPOOLD_PID" ||
 	fail "the message did not leave once the relay was up"
 stop_spoold
+
+# --- 4. a stop does not wait out a probe's session: a relay that never
+# answers the SYN (a listener with a full backlog, loopback only) ---
+port=$(free_port)
+python3 - "$port" >"$T/blackhole.log" 2>&1 <<'PY' &
+import socket, sys, time
+port = int(sys.argv[1])
+l = socket.socket()
+l.bind(("127.0.0.1", port))
+l.listen(0)
+fill = []
+for _ in range(3):  # never accepted: the queue stays full
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    fill.append(c)
+print("blackhole ready", flush=True)
+time.sleep(600)
+PY
+T_PIDS+=("blackhole $!")
+wait_log_line "$T/blackhole.log" 'blackhole ready' 10 || fail "no blackhole"
+write_conf "$port" 1h
+sed -i 's/^connect_timeout = .*/connect_timeout = 60s/' "$CONF"
+start_spoold
+spoolctl probe >"$T/probe4.out" 2>&1 &
+probe_pid=$!
+# until the probe's SYN waits for an answer (state SYN_SENT, 02)
+python3 - "$port" <<'PY' || fail "the probe never tried to connect"
+import sys, time
+port = "%04X" % int(sys.argv[1])
+for _ in range(100):
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if f[2].endswith(":" + port) and f[3] == "02":
+            sys.exit(0)
+    time.sleep(0.1)
+sys.exit(1)
+PY
+stop_spoold # fails unless spoold exits within 10 s, with status 0
+wait "$probe_pid" || true
 log "ok"

@@ -100,6 +100,8 @@ int transport_deliver(struct transport *t, struct transport_msg *msgs, size_t n,
 void transport_destroy(struct transport *t); /* NULL is a no-op */
 /* The transport's own probe (see transport_ops.probe); 0 if it has none. */
 int transport_probe(struct transport *t, char *diag, size_t len);
+/* Makes probes in flight, and any later one, fail at once: for a stop. */
+void transport_probe_cancel_all(void);
 /* For transports: reports m's outcome to its settled hook, if any. */
 void transport_msg_settled(struct transport_msg *m);
 
