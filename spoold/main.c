@@ -445,18 +445,26 @@ main(int argc, char **argv)
 	/* before detaching, so that a second spoold says why it stops to
 	 * whoever started it; the child keeps the lock */
 	lock_fd = spool_lock(d.gen->cf.spool_dir, err, sizeof(err));
-	if (lock_fd < 0) {
-		log_err("%s", err);
-		return EX_TEMPFAIL;
-	}
-	if (!foreground) {
+	rc = lock_fd < 0 ? EX_TEMPFAIL : 0;
+	if (rc == 0 && !foreground) {
 		/* before any thread or loop exists */
-		if ((rc = daemon_detach()) < 0 ||
-		    (rc = spool_lock_update(lock_fd)) < 0) {
-			log_err("cannot go to the background: %s",
-				strerror(-rc));
-			return EX_OSERR;
+		int drc = daemon_detach();
+
+		if (drc == 0)
+			drc = spool_lock_update(lock_fd);
+		if (drc < 0) {
+			snprintf(err, sizeof(err),
+				 "cannot go to the background: %s",
+				 strerror(-drc));
+			close(lock_fd);
+			rc = EX_OSERR;
 		}
+	}
+	if (rc != 0) {
+		log_err("%s", err);
+		spool_close(d.spool);
+		generation_put(d.gen);
+		return rc;
 	}
 	if (daemon_open_state(&d, err, sizeof(err)) < 0) {
 		log_err("%s", err);
