@@ -5,5 +5,9 @@ function(spool_add_unit_test name)
 	add_executable(${name} ${T_SOURCES})
 	target_link_libraries(${name} PRIVATE PkgConfig::CMOCKA ${T_LIBS})
 	add_test(NAME unit/${name} COMMAND ${name})
-	set_tests_properties(unit/${name} PROPERTIES TIMEOUT 300)
+	# Unit tests never read the host's /etc/spoold: the path used when
+	# no file is named points into the build tree, where none exists.
+	set_tests_properties(unit/${name} PROPERTIES TIMEOUT 300
+		ENVIRONMENT
+		"SPOOLD_TEST_DEFAULT_CONFIG=${CMAKE_BINARY_DIR}/no-such-spoold.conf")
 endfunction()

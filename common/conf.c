@@ -5,8 +5,10 @@
  * inih is fed through a line reader of ours so that every refusal can name
  * the file and line, a line longer than inih's buffer is refused instead of
  * cut, and indentation never turns a line into a continuation of the
- * previous value. Every value is checked where it is read; the result is
- * all or nothing.
+ * previous value. Every value is checked where it is read, and every
+ * problem is reported, not only the first: spoold --check-config lists them
+ * all. For spoold the result is all or nothing; submit needs [spool] only,
+ * so a problem elsewhere is a warning there and the alarm is still queued.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -31,34 +33,54 @@ extern char **environ;
 /* The transport of the embedded default configuration. */
 #define CONF_EMBEDDED_NAME "local"
 
+/* Test knob: the path read when neither -c nor $SPOOLD_CONFIG names one, so
+ * that tests never read the host's own file. */
+#define CONF_TEST_DEFAULT_ENV "SPOOLD_TEST_DEFAULT_CONFIG"
+
+/* Sections and their keys, for "did you mean" hints. */
+static const char *const conf_sections[] = {"spool", "delivery", "transport"};
+static const char *const conf_spool_keys[] = {"dir", "max_size", "failed_keep"};
+static const char *const conf_delivery_keys[] = {"route", "concurrency",
+						 "retry", "max_age", "bounce"};
+
 struct conf_parser {
 	struct conf *cf;
-	const char *where; /* file name, or "environment" */
-	unsigned line;	   /* current line, 0 for the environment */
-	const char *var;   /* current environment variable */
-	char *route;	   /* the raw route value, resolved at the end */
+	const struct conf_opts *o; /* never NULL */
+	const char *where;	   /* file name, or "environment" */
+	unsigned line;		   /* current line, 0 for the environment */
+	const char *var;	   /* current environment variable */
+	char *route; /* the raw route value, resolved at the end */
 	char *err;
 	size_t errlen;
-	int failed;
+	int failed;	/* a refusal was reported */
+	int unreadable; /* the file could not be opened */
 	FILE *fp;
 	/* The embedded default transport was added (there is no file). */
 	int embedded_default;
+	/* The section the reader is in, folded, for problems of a line. */
+	char section[CONF_NAME_MAX + 16];
+	/* The last refused transport name, reported once. */
+	char bad_name[CONF_NAME_MAX + 16];
 };
 
 static void conf_fail(struct conf_parser *p, const char *section,
 		      const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * One problem: a refusal, or with spool_only a warning when it lies outside
+ * [spool]. section NULL is a problem of no section (an unknown variable, a
+ * key before any section, the route), which submit can ignore as well.
+ */
 static void
 conf_fail(struct conf_parser *p, const char *section, const char *key,
 	  const char *fmt, ...)
 {
-	char why[256], at[32] = "";
+	char why[320], at[32] = "", line[1024];
+	int fatal = !p->o->spool_only ||
+		    (section != NULL && strcmp(section, "spool") == 0);
 	va_list ap;
 
-	if (p->failed)
-		return;
-	p->failed = 1;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
@@ -66,12 +88,97 @@ conf_fail(struct conf_parser *p, const char *section, const char *key,
 	if (p->line > 0)
 		snprintf(at, sizeof(at), ":%u", p->line);
 	if (p->var != NULL)
-		snprintf(p->err, p->errlen, "environment %s: %s", p->var, why);
+		snprintf(line, sizeof(line), "environment %s: %s", p->var, why);
 	else if (key != NULL)
-		snprintf(p->err, p->errlen, "%s%s: [%s] %s: %s", p->where, at,
+		snprintf(line, sizeof(line), "%s%s: [%s] %s: %s", p->where, at,
 			 section, key, why);
 	else
-		snprintf(p->err, p->errlen, "%s%s: %s", p->where, at, why);
+		snprintf(line, sizeof(line), "%s%s: %s", p->where, at, why);
+	if (fatal && !p->failed)
+		snprintf(p->err, p->errlen, "%s", line);
+	p->failed |= fatal;
+	if (p->o->report != NULL)
+		p->o->report(p->o->arg, fatal, line);
+}
+
+/* Edit distance of two short words; a large number if either is long. */
+static size_t
+conf_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), d[CONF_NAME_MAX + 1];
+
+	if (la > CONF_NAME_MAX || lb > CONF_NAME_MAX)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		d[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = d[0];
+
+		d[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = d[j], best = diag + (a[i - 1] != b[j - 1]);
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (d[j - 1] + 1 < best)
+				best = d[j - 1] + 1;
+			diag = up;
+			d[j] = best;
+		}
+	}
+	return d[lb];
+}
+
+/* The known word nearest to word, if it looks like a typo of it. */
+static const char *
+conf_nearest(const char *word, const char *const *known, size_t n, size_t *dist)
+{
+	const char *best = NULL;
+	size_t bd = 3;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t dd = conf_distance(word, known[i]);
+
+		if (dd < bd && dd < strlen(known[i])) {
+			bd = dd;
+			best = known[i];
+		}
+	}
+	if (dist != NULL)
+		*dist = bd;
+	return best;
+}
+
+/* Upper-cases s into buf for an environment variable's name. */
+static const char *
+conf_upper(char *buf, size_t len, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < len; i++)
+		buf[i] = (char)toupper((unsigned char)s[i]);
+	buf[i] = '\0';
+	return buf;
+}
+
+/* "unknown key", with the known key it is probably a typo of. */
+static void
+conf_unknown_key(struct conf_parser *p, const char *section, const char *key,
+		 const char *const *known, size_t n)
+{
+	const char *near = conf_nearest(key, known, n, NULL);
+	char upk[CONF_NAME_MAX];
+
+	if (near == NULL)
+		conf_fail(p, section, key, "unknown key");
+	else if (p->var != NULL)
+		/* the variable's name up to its key, then the known key */
+		conf_fail(p, section, key, "unknown key; did you mean %.*s%s?",
+			  (int)(strlen(p->var) - strlen(key)), p->var,
+			  conf_upper(upk, sizeof(upk), near));
+	else
+		conf_fail(p, section, key, "unknown key; did you mean %s?",
+			  near);
 }
 
 static int
@@ -86,6 +193,29 @@ conf_set_str(char **dst, const char *value)
 	return 0;
 }
 
+/* A transport's name, or NULL after reporting why it is refused (once). */
+static const char *
+conf_transport_name_check(struct conf_parser *p, const char *name)
+{
+	const char *why = NULL;
+
+	if (name[0] == '\0' || strlen(name) >= CONF_NAME_MAX)
+		why = "a transport needs a name of 1 to 63 characters";
+	for (const char *c = name; why == NULL && *c; c++)
+		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
+			why = "transport names use letters, digits, - and _ "
+			      "only";
+	if (why == NULL)
+		return name;
+	if (strcmp(p->bad_name, name) != 0) {
+		str_copy(p->bad_name, name, sizeof(p->bad_name));
+		conf_fail(p, "transport", name, "%s", why);
+	}
+	return NULL;
+}
+
+/* The transport named name (already folded to lower case), made on first
+ * use with the defaults. */
 static struct conf_transport *
 conf_transport_get(struct conf_parser *p, const char *name)
 {
@@ -95,24 +225,12 @@ conf_transport_get(struct conf_parser *p, const char *name)
 	for (size_t i = 0; i < cf->transport_count; i++)
 		if (strcmp(cf->transports[i].name, name) == 0)
 			return &cf->transports[i];
+	if (conf_transport_name_check(p, name) == NULL)
+		return NULL;
 	if (cf->transport_count == CONF_MAX_TRANSPORTS) {
 		conf_fail(p, "transport", name, "more than %d transports",
 			  CONF_MAX_TRANSPORTS);
 		return NULL;
-	}
-	if (name[0] == '\0' || strlen(name) >= CONF_NAME_MAX) {
-		conf_fail(p, "transport", name,
-			  "a transport needs a name of 1 to %d characters",
-			  CONF_NAME_MAX - 1);
-		return NULL;
-	}
-	for (const char *c = name; *c; c++) {
-		if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_') {
-			conf_fail(p, "transport", name,
-				  "transport names use letters, digits, - "
-				  "and _ only");
-			return NULL;
-		}
 	}
 	t = &cf->transports[cf->transport_count++];
 	memset(t, 0, sizeof(*t));
@@ -127,6 +245,7 @@ conf_transport_get(struct conf_parser *p, const char *name)
 	t->probe_expect_count = 3;
 	t->probe_interval = 30;
 	t->probe_timeout = 5;
+	t->probe_method = CONF_PROBE_HEAD;
 	return t;
 }
 
@@ -193,7 +312,11 @@ conf_spool_key(struct conf_parser *p, const char *key, const char *value)
 		}
 		return 0;
 	}
-	conf_fail(p, "spool", key, "unknown key");
+	if (strcmp(key, "failed_keep") == 0)
+		return conf_duration(p, "spool", key, value, 0,
+				     &cf->failed_keep);
+	conf_unknown_key(p, "spool", key, conf_spool_keys,
+			 ARRAY_SIZE(conf_spool_keys));
 	return -1;
 }
 
@@ -248,7 +371,8 @@ conf_delivery_key(struct conf_parser *p, const char *key, const char *value)
 		}
 		return 0;
 	}
-	conf_fail(p, "delivery", key, "unknown key");
+	conf_unknown_key(p, "delivery", key, conf_delivery_keys,
+			 ARRAY_SIZE(conf_delivery_keys));
 	return -1;
 }
 
@@ -309,6 +433,7 @@ static const char *const conf_transport_keys[] = {
     "timeout",	     "probe_url",
     "probe_expect",  "probe_interval",
     "probe_timeout", "path",
+    "probe_method",
 };
 
 static int
@@ -372,43 +497,116 @@ conf_transport_key(struct conf_parser *p, struct conf_transport *t,
 		return conf_duration(p, sec, key, value, 1, &t->probe_timeout);
 	if (strcmp(key, "probe_expect") == 0)
 		return conf_expect_list(p, t, sec, key, value);
-	conf_fail(p, sec, key, "unknown key");
+	if (strcmp(key, "probe_method") == 0) {
+		if (strcasecmp(value, "HEAD") == 0)
+			t->probe_method = CONF_PROBE_HEAD;
+		else if (strcasecmp(value, "GET") == 0)
+			t->probe_method = CONF_PROBE_GET;
+		else {
+			conf_fail(p, sec, key, "\"%s\" is not HEAD or GET",
+				  value);
+			return -1;
+		}
+		return 0;
+	}
+	conf_unknown_key(p, sec, key, conf_transport_keys,
+			 ARRAY_SIZE(conf_transport_keys));
 	return -1;
 }
 
-static int
-conf_apply(struct conf_parser *p, const char *section, const char *key,
-	   const char *value)
+/*
+ * Folds a section header's text into out: trimmed, lower case, one space
+ * between "transport" and the name. "[Transport  Mailu]" is
+ * "transport mailu", so the environment's SPOOLD_TRANSPORT_MAILU_* and a
+ * route naming Mailu or mailu all mean it.
+ */
+static void
+conf_section_fold(const char *in, char *out, size_t len)
 {
-	int rc;
+	size_t n = 0;
+	int space = 0;
 
-	if (strchr(value, '#') != NULL) {
+	while (isspace((unsigned char)*in))
+		in++;
+	for (; *in != '\0' && n + 1 < len; in++) {
+		if (isspace((unsigned char)*in)) {
+			space = 1;
+			continue;
+		}
+		if (space && n + 2 < len)
+			out[n++] = ' ';
+		space = 0;
+		out[n++] = (char)tolower((unsigned char)*in);
+	}
+	out[n] = '\0';
+}
+
+static int
+conf_apply(struct conf_parser *p, const char *raw_section, const char *raw_key,
+	   const char *raw_value)
+{
+	char section[CONF_NAME_MAX + 16], key[CONF_NAME_MAX], *value;
+	size_t vlen = strlen(raw_value);
+	int rc, quoted = 0;
+
+	conf_section_fold(raw_section, section, sizeof(section));
+	conf_section_fold(raw_key, key, sizeof(key));
+	/* "localhost" or 'localhost' is localhost: nothing between the
+	 * quotes is interpreted, not even '#' */
+	if (vlen >= 2 && (raw_value[0] == '"' || raw_value[0] == '\'') &&
+	    raw_value[vlen - 1] == raw_value[0]) {
+		value = strndup(raw_value + 1, vlen - 2);
+		quoted = 1;
+	} else
+		value = strdup(raw_value);
+	if (value == NULL) {
+		conf_fail(p, section, key, "out of memory");
+		return -ENOMEM;
+	}
+	if (!quoted && strchr(value, '#') != NULL) {
 		/* Debian's inih keeps a "# comment" after a value as part of
 		 * it; refusing beats sending mail to "host # old relay". */
 		conf_fail(p, section, key,
-			  "'#' in a value; put comments on their own line");
-		return -1;
-	}
-	if (strcmp(section, "spool") == 0)
+			  "'#' in a value; put comments on their own line, "
+			  "or quote the value to keep the '#'");
+		rc = -1;
+	} else if (strcmp(section, "spool") == 0)
 		rc = conf_spool_key(p, key, value);
 	else if (strcmp(section, "delivery") == 0)
 		rc = conf_delivery_key(p, key, value);
 	else if (strncmp(section, "transport ", 10) == 0) {
-		const char *name = section + 10;
-		struct conf_transport *t;
+		struct conf_transport *t = conf_transport_get(p, section + 10);
 
-		while (*name == ' ')
-			name++;
-		t = conf_transport_get(p, name);
-		if (t == NULL)
-			return -1;
-		rc = conf_transport_key(p, t, key, value);
+		rc = t == NULL ? -1 : conf_transport_key(p, t, key, value);
 	} else {
-		conf_fail(p, section, key, "unknown section [%s]", section);
-		return -1;
+		char word[CONF_NAME_MAX + 16];
+		const char *near;
+
+		/* the first word only: [transprt mailu] is a transport */
+		snprintf(word, sizeof(word), "%.*s", (int)strcspn(section, " "),
+			 section);
+		near = conf_nearest(word, conf_sections,
+				    ARRAY_SIZE(conf_sections), NULL);
+
+		if (strcmp(section, "transport") == 0)
+			conf_fail(p, section, key,
+				  "[transport] needs a name: [transport NAME]");
+		else if (near != NULL)
+			conf_fail(p, section, key,
+				  "unknown section [%s]; did you mean [%s%s]?",
+				  section, near,
+				  strcmp(near, "transport") == 0 ? " NAME"
+								 : "");
+		else
+			conf_fail(p, section, key,
+				  "unknown section [%s] (known: [spool], "
+				  "[delivery], [transport NAME])",
+				  section);
+		rc = -1;
 	}
 	if (rc == -ENOMEM)
 		conf_fail(p, section, key, "out of memory");
+	free(value);
 	return rc;
 }
 
@@ -418,37 +616,87 @@ conf_ini_handler(void *user, const char *section, const char *name,
 {
 	struct conf_parser *p = user;
 
-	if (p->failed)
-		return 0;
 	if (name == NULL)
 		return 1; /* a section header alone */
 	if (section[0] == '\0') {
-		conf_fail(p, NULL, NULL, "key \"%s\" outside a section", name);
-		return 0;
+		conf_fail(p, NULL, NULL,
+			  "key \"%s\" outside a section; put it under "
+			  "[spool], [delivery] or [transport NAME]",
+			  name);
+		return 1;
 	}
-	return conf_apply(p, section, name, value) == 0;
+	/* every problem is reported by conf_fail: inih's own error is
+	 * kept for lines it cannot parse */
+	conf_apply(p, section, name, value);
+	return 1;
 }
 
-/* fgets for inih: counts lines, refuses long ones, strips indentation. */
+/*
+ * Judges one line as inih will, so that a bad line is reported with its
+ * section and the rest of the file is still read; returns the reason, or
+ * NULL for a good line. A good section header sets p->section.
+ */
+static const char *
+conf_line_check(struct conf_parser *p, const char *s)
+{
+	const char *end;
+	char raw[CONF_LINE_MAX];
+
+	if (*s == '\0' || *s == '\n' || *s == '\r' || *s == ';' || *s == '#')
+		return NULL;
+	if (*s != '[')
+		return strpbrk(s, "=:") != NULL ? NULL
+						: "not a valid INI line; "
+						  "expected KEY = VALUE";
+	end = strchr(s, ']');
+	if (end == NULL)
+		return "not a valid INI line; a section header needs a "
+		       "closing ]";
+	snprintf(raw, sizeof(raw), "%.*s", (int)(end - s - 1), s + 1);
+	conf_section_fold(raw, p->section, sizeof(p->section));
+	return NULL;
+}
+
+/* fgets for inih: counts lines, strips indentation and a byte order mark,
+ * and reports and blanks a line that is too long or not INI. */
 static char *
 conf_ini_reader(char *str, int num, void *stream)
 {
 	struct conf_parser *p = stream;
+	const char *why = NULL;
 	size_t len;
 	char *s;
+	int c;
 
-	if (p->failed || fgets(str, num, p->fp) == NULL)
+	if (fgets(str, num, p->fp) == NULL)
 		return NULL;
 	p->line++;
 	len = strlen(str);
 	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(p->fp)) {
-		conf_fail(p, NULL, NULL, "line longer than %d bytes",
-			  CONF_LINE_MAX - 2);
-		return NULL;
+		/* the rest of the line is dropped, never read as a line */
+		while ((c = fgetc(p->fp)) != EOF && c != '\n')
+			;
+		why = "line longer than 198 bytes";
 	}
-	for (s = str; *s == ' ' || *s == '\t'; s++)
-		;
+	s = str;
+	if (p->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;
+	while (*s == ' ' || *s == '\t')
+		s++;
 	memmove(str, s, strlen(s) + 1);
+	if (why == NULL)
+		why = conf_line_check(p, str);
+	if (why != NULL) {
+		/* a broken header leaves the next keys in no known section:
+		 * refused even for submit, they might be [spool]'s */
+		conf_fail(p,
+			  str[0] == '[' && strchr(str, ']') == NULL
+			      ? "spool"
+			      : p->section,
+			  NULL, "%s", why);
+		str[0] = '\n';
+		str[1] = '\0';
+	}
 	return str;
 }
 
@@ -460,20 +708,51 @@ conf_parse_file(struct conf_parser *p, const char *path)
 	p->fp = fopen(path, "r");
 	if (p->fp == NULL) {
 		snprintf(p->err, p->errlen, "%s: %s", path, strerror(errno));
+		p->unreadable = 1;
+		if (p->o->report != NULL)
+			p->o->report(p->o->arg, 1, p->err);
 		return EX_CONFIG;
 	}
 	p->where = path;
 	rc = ini_parse_stream(conf_ini_reader, p, conf_ini_handler, p);
 	fclose(p->fp);
 	p->fp = NULL;
-	if (p->failed)
-		return EX_CONFIG;
 	if (rc != 0) {
+		/* a line conf_line_check let through: refused everywhere */
 		p->line = rc > 0 ? (unsigned)rc : p->line;
-		conf_fail(p, NULL, NULL, "not a valid INI line");
-		return EX_CONFIG;
+		conf_fail(p, "spool", NULL, "not a valid INI line");
 	}
-	return 0;
+	return p->failed ? EX_CONFIG : 0;
+}
+
+/* For an unknown SPOOLD_TRANSPORT_<NAME>_<KEY>: the variable meant, if the
+ * end of the name is a typo of a known key. */
+static void
+conf_env_transport_hint(const char *lower, char *hint, size_t len)
+{
+	size_t best = 3;
+
+	hint[0] = '\0';
+	for (const char *u = strchr(lower, '_'); u != NULL;
+	     u = strchr(u + 1, '_')) {
+		size_t d;
+		const char *near =
+		    conf_nearest(u + 1, conf_transport_keys,
+				 ARRAY_SIZE(conf_transport_keys), &d);
+		char name[CONF_NAME_MAX], key[CONF_NAME_MAX];
+
+		if (near == NULL || d >= best || u == lower ||
+		    (size_t)(u - lower) >= sizeof(name))
+			continue;
+		best = d;
+		snprintf(name, sizeof(name), "%.*s", (int)(u - lower), lower);
+		conf_upper(name, sizeof(name), name);
+		conf_upper(key, sizeof(key), near);
+		if (snprintf(hint, len,
+			     "; did you mean SPOOLD_TRANSPORT_%s_%s?", name,
+			     key) >= (int)len)
+			hint[0] = '\0';
+	}
 }
 
 /* SPOOLD_TRANSPORT_<NAME>_<KEY>: the longest known key wins the suffix,
@@ -481,10 +760,9 @@ conf_parse_file(struct conf_parser *p, const char *path)
 static int
 conf_env_transport(struct conf_parser *p, const char *rest, const char *value)
 {
-	char lower[256], name[CONF_NAME_MAX];
+	char lower[256], section[CONF_NAME_MAX + 16], hint[160];
 	size_t len = strlen(rest), best = 0;
 	const char *key = NULL;
-	struct conf_transport *t;
 
 	if (len >= sizeof(lower)) {
 		conf_fail(p, NULL, NULL, "name too long");
@@ -502,30 +780,29 @@ conf_env_transport(struct conf_parser *p, const char *rest, const char *value)
 			key = conf_transport_keys[i];
 		}
 	}
-	if (key == NULL || len - best - 1 >= sizeof(name)) {
+	if (key == NULL || len - best - 1 >= CONF_NAME_MAX) {
+		conf_env_transport_hint(lower, hint, sizeof(hint));
 		conf_fail(p, NULL, NULL,
 			  "expected SPOOLD_TRANSPORT_<NAME>_<KEY> with a "
-			  "known key");
+			  "known key%s",
+			  hint);
 		return -1;
 	}
-	memcpy(name, lower, len - best - 1);
-	name[len - best - 1] = '\0';
+	snprintf(section, sizeof(section), "transport %.*s",
+		 (int)(len - best - 1), lower);
 	/* the embedded relay, set up from the environment, is meant */
-	if (p->embedded_default && strcmp(name, CONF_EMBEDDED_NAME) == 0)
+	if (p->embedded_default &&
+	    strcmp(section + 10, CONF_EMBEDDED_NAME) == 0)
 		p->embedded_default = 0;
-	t = conf_transport_get(p, name);
-	if (t == NULL)
-		return -1;
-	return conf_transport_key(p, t, key, value);
+	return conf_apply(p, section, key, value);
 }
 
 static int
 conf_parse_env(struct conf_parser *p)
 {
-	for (char **e = environ; *e != NULL && !p->failed; e++) {
+	for (char **e = environ; *e != NULL; e++) {
 		const char *eq = strchr(*e, '='), *rest;
 		char var[256], section[16], key[64];
-		int rc = 0;
 
 		if (strncmp(*e, "SPOOLD_", 7) != 0 || eq == NULL)
 			continue;
@@ -538,7 +815,7 @@ conf_parse_env(struct conf_parser *p)
 		p->var = var;
 		rest = var + 7;
 		if (strncmp(rest, "TRANSPORT_", 10) == 0) {
-			rc = conf_env_transport(p, rest + 10, eq + 1);
+			conf_env_transport(p, rest + 10, eq + 1);
 		} else if (strncmp(rest, "SPOOL_", 6) == 0 ||
 			   strncmp(rest, "DELIVERY_", 9) == 0) {
 			const char *k = strchr(rest, '_') + 1;
@@ -551,15 +828,12 @@ conf_parse_env(struct conf_parser *p)
 			for (i = 0; k[i] && i < sizeof(key) - 1; i++)
 				key[i] = (char)tolower((unsigned char)k[i]);
 			key[i] = '\0';
-			rc = conf_apply(p, section, key, eq + 1);
+			conf_apply(p, section, key, eq + 1);
 		} else if (strncmp(rest, "TEST_", 5) != 0) {
 			conf_fail(p, NULL, NULL,
 				  "unknown variable (expected SPOOLD_SPOOL_*, "
 				  "SPOOLD_DELIVERY_* or SPOOLD_TRANSPORT_*)");
-			rc = -1;
 		}
-		if (rc == -ENOMEM)
-			conf_fail(p, NULL, NULL, "out of memory");
 	}
 	p->var = NULL;
 	return p->failed ? EX_CONFIG : 0;
@@ -571,6 +845,7 @@ conf_defaults(struct conf *cf)
 	memset(cf, 0, sizeof(*cf));
 	cf->spool_dir = strdup(CONF_DEFAULT_SPOOL);
 	cf->max_size = 10 * 1024 * 1024;
+	cf->failed_keep = 30 * 86400;
 	cf->concurrency = 4;
 	cf->retry[0] = 60;
 	cf->retry[1] = 300;
@@ -594,7 +869,9 @@ conf_default_transport(struct conf_parser *p)
 	return conf_set_str(&t->host, "127.0.0.1");
 }
 
-static int
+/* Resolves the route and checks what needs the whole file. Each problem
+ * is reported; the route keeps the transports that exist. */
+static void
 conf_resolve(struct conf_parser *p)
 {
 	struct conf *cf = p->cf;
@@ -605,25 +882,26 @@ conf_resolve(struct conf_parser *p)
 		char *items[CONF_MAX_TRANSPORTS];
 		int n = conf_split_list(p->route, items, CONF_MAX_TRANSPORTS);
 
-		if (n <= 0) {
-			conf_fail(p, "delivery", "route", "names no transport");
-			return EX_CONFIG;
-		}
+		if (n < 0)
+			conf_fail(p, "delivery", "route",
+				  "names more than %d transports",
+				  CONF_MAX_TRANSPORTS);
 		for (int i = 0; i < n; i++) {
-			size_t j;
+			const struct conf_transport *t;
 
-			for (j = 0; j < cf->transport_count; j++)
-				if (strcmp(cf->transports[j].name, items[i]) ==
-				    0)
-					break;
-			if (j == cf->transport_count) {
+			for (char *c = items[i]; *c; c++)
+				*c = (char)tolower((unsigned char)*c);
+			t = conf_transport_find(cf, items[i]);
+			if (t == NULL)
 				conf_fail(p, "delivery", "route",
 					  "no [transport %s] section",
 					  items[i]);
-				return EX_CONFIG;
-			}
-			cf->route[cf->route_count++] = j;
+			else
+				cf->route[cf->route_count++] =
+				    (size_t)(t - cf->transports);
 		}
+		if (n == 0)
+			conf_fail(p, "delivery", "route", "names no transport");
 	} else {
 		/*
 		 * A sidecar configured from the environment alone names its
@@ -635,44 +913,46 @@ conf_resolve(struct conf_parser *p)
 
 		for (size_t j = first; j < cf->transport_count; j++)
 			cf->route[cf->route_count++] = j;
-	}
-	if (cf->route_count == 0) {
-		conf_fail(p, "delivery", "route", "no transport configured");
-		return EX_CONFIG;
+		if (cf->route_count == 0)
+			conf_fail(p, "delivery", "route",
+				  "no transport configured");
 	}
 	for (size_t j = 0; j < cf->transport_count; j++) {
 		struct conf_transport *t = &cf->transports[j];
 		char sec[CONF_NAME_MAX + 16];
 
 		snprintf(sec, sizeof(sec), "transport %s", t->name);
-		if (t->type == CONF_TRANSPORT_SMTP && t->host == NULL) {
+		if (t->type == CONF_TRANSPORT_SMTP && t->host == NULL)
 			conf_fail(p, sec, "host", "an smtp transport needs it");
-			return EX_CONFIG;
-		}
 		if (t->type == CONF_TRANSPORT_MAILDIR &&
-		    (t->path == NULL || t->path[0] != '/')) {
+		    (t->path == NULL || t->path[0] != '/'))
 			conf_fail(p, sec, "path",
 				  "a maildir transport needs an absolute path");
-			return EX_CONFIG;
-		}
-		if ((t->user == NULL) != (t->password_file == NULL)) {
+		if ((t->user == NULL) != (t->password_file == NULL))
 			conf_fail(p, sec, t->user ? "password_file" : "user",
 				  "user and password_file go together");
-			return EX_CONFIG;
-		}
 		if (t->port == 0)
 			t->port = t->tls == CONF_TLS_IMPLICIT	? 465
 				  : t->tls == CONF_TLS_STARTTLS ? 587
 								: 25;
 	}
-	return 0;
 }
 
 int
 conf_load(struct conf *out, const char *path, char *err, size_t errlen)
 {
-	struct conf_parser p = {.cf = out, .err = err, .errlen = errlen};
+	return conf_load_opts(out, path, NULL, err, errlen);
+}
+
+int
+conf_load_opts(struct conf *out, const char *path, const struct conf_opts *o,
+	       char *err, size_t errlen)
+{
+	static const struct conf_opts strict = {0};
+	struct conf_parser p = {
+	    .cf = out, .o = o ? o : &strict, .err = err, .errlen = errlen};
 	const char *env = getenv("SPOOLD_CONFIG");
+	const char *dflt = getenv(CONF_TEST_DEFAULT_ENV);
 	int rc;
 
 	if (conf_defaults(out) < 0) {
@@ -680,10 +960,12 @@ conf_load(struct conf *out, const char *path, char *err, size_t errlen)
 		conf_free(out);
 		return EX_OSERR;
 	}
+	if (dflt == NULL || dflt[0] == '\0')
+		dflt = CONF_DEFAULT_PATH;
 	if (path == NULL && env != NULL && env[0] != '\0')
 		path = env;
-	if (path == NULL && access(CONF_DEFAULT_PATH, F_OK) == 0)
-		path = CONF_DEFAULT_PATH;
+	if (path == NULL && access(dflt, F_OK) == 0)
+		path = dflt;
 	out->source = strdup(path ? path : "embedded default");
 	if (out->source == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -697,10 +979,12 @@ conf_load(struct conf *out, const char *path, char *err, size_t errlen)
 		p.embedded_default = 1;
 		rc = conf_default_transport(&p) < 0 ? EX_OSERR : 0;
 	}
-	if (rc == 0)
-		rc = conf_parse_env(&p);
-	if (rc == 0)
-		rc = conf_resolve(&p);
+	/* a file that cannot be read is the one problem worth reporting */
+	if (rc != EX_OSERR && !p.unreadable) {
+		conf_parse_env(&p);
+		conf_resolve(&p);
+		rc = p.failed ? EX_CONFIG : 0;
+	}
 	free(p.route);
 	if (rc != 0)
 		conf_free(out);

@@ -281,6 +281,7 @@ queue_act(struct spool *sp, struct state_txn *txn, enum queue_action a,
 			snprintf(err, errlen, "%s: %s", id, strerror(-rc));
 		goto out;
 	}
+	rc = 0; /* SPOOL_MOVED_UNSYNCED: the file is where m says */
 	/* with no record yet (not picked up), the daemon builds one from
 	 * the file's new place */
 	if (have_record)

@@ -894,9 +894,23 @@ spool_move(struct spool *sp, const char *id, enum queue_dir from,
 	rc = spool_rename_noreplace(sp->sub[from], id, sp->sub[to]);
 	if (rc < 0)
 		return rc;
+	/* the file has moved: saying it has not would leave its record
+	 * pointing at a folder it is no longer in */
 	if (fsync(sp->sub[to]) < 0)
-		return spool_errno(errno);
+		return SPOOL_MOVED_UNSYNCED;
 	return 0;
+}
+
+int
+spool_move_nosync(struct spool *sp, const char *id, enum queue_dir from,
+		  enum queue_dir to)
+{
+	if (!spool_dir_ok(from) || !spool_dir_ok(to) ||
+	    !spool_name_ok(from, id) || !spool_name_ok(to, id))
+		return -EINVAL;
+	if (from == to)
+		return 0;
+	return spool_rename_noreplace(sp->sub[from], id, sp->sub[to]);
 }
 
 int

@@ -106,6 +106,28 @@ ctl_conf_load(struct conf *cf, const char *conf_path)
 	return rc;
 }
 
+static void
+ctl_conf_warn(void *arg, int fatal, const char *line)
+{
+	(void)arg;
+	if (!fatal)
+		ctl_error("warning: %s (submit reads only [spool]; spoold "
+			  "refuses this file)",
+			  line);
+}
+
+int
+ctl_conf_load_submit(struct conf *cf, const char *conf_path)
+{
+	const struct conf_opts o = {.spool_only = 1, .report = ctl_conf_warn};
+	char err[1024];
+	int rc = conf_load_opts(cf, conf_path, &o, err, sizeof(err));
+
+	if (rc != 0)
+		ctl_error("%s", err);
+	return rc;
+}
+
 /* ---- reading the queue --------------------------------------------- */
 
 enum list_filter { LIST_QUEUE, LIST_ALL, LIST_FAILED, LIST_HELD };

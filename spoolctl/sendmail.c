@@ -295,7 +295,7 @@ cmd_sendmail(int argc, char **argv, int as_mailq)
 	case MODE_SMTP:
 		break;
 	}
-	if ((rc = ctl_conf_load(&cf, a.conf_path)) != 0)
+	if ((rc = ctl_conf_load_submit(&cf, a.conf_path)) != 0)
 		return rc;
 	if (a.mode == MODE_SMTP) {
 		rc = smtp_stdin_run(&cf, a.o.full_name);

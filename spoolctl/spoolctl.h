@@ -12,6 +12,9 @@
 
 /* Loads the configuration, printing one line on stderr on error. */
 int ctl_conf_load(struct conf *cf, const char *conf_path);
+/* For submit and sendmail, which need [spool] only: a problem elsewhere is
+ * a warning on stderr and the message is still queued. */
+int ctl_conf_load_submit(struct conf *cf, const char *conf_path);
 /* Prints "PROG: message" on stderr as one line: control characters in
  * the message (quoted arguments, replies) are shown as '?'. */
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -469,6 +469,8 @@ cmd_probe(const char *conf_path, int argc, char **argv)
 		return EX_SOFTWARE;
 	}
 	fputs(strchr(reply, '\n') ? strchr(reply, '\n') + 1 : "", stdout);
+	/* one line per transport, "NAME: up|down, ..." */
+	rc = strstr(reply, ": down") != NULL ? EX_UNAVAILABLE : 0;
 	free(reply);
-	return 0;
+	return rc;
 }

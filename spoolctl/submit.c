@@ -443,7 +443,7 @@ cmd_submit(const char *conf_path, int argc, char **argv)
 		msg_strlist_free(&a.to);
 		return rc;
 	}
-	if ((rc = ctl_conf_load(&cf, conf_path)) != 0) {
+	if ((rc = ctl_conf_load_submit(&cf, conf_path)) != 0) {
 		msg_strlist_free(&a.to);
 		return rc;
 	}

@@ -60,6 +60,7 @@ struct sender_slot {
 };
 
 struct bounce_limiter {
+	int64_t minute; /* the window of the total limit, seconds */
 	struct rate_ring total;
 	int64_t total_t[BOUNCE_TOTAL_PER_MINUTE];
 	struct sender_slot *slots; /* BOUNCE_SENDERS_MAX of them */
@@ -77,6 +78,7 @@ bounce_limiter_new(struct bounce_limiter **out)
 		free(l);
 		return -ENOMEM;
 	}
+	l->minute = 60;
 	l->total.t = l->total_t;
 	l->total.size = BOUNCE_TOTAL_PER_MINUTE;
 	for (size_t i = 0; i < BOUNCE_SENDERS_MAX; i++) {
@@ -85,6 +87,12 @@ bounce_limiter_new(struct bounce_limiter **out)
 	}
 	*out = l;
 	return 0;
+}
+
+void
+bounce_limiter_set_minute(struct bounce_limiter *l, int64_t seconds)
+{
+	l->minute = seconds;
 }
 
 void
@@ -146,7 +154,7 @@ bounce_limiter_take(struct bounce_limiter *l, const char *sender, int64_t now,
 		*why = over_sender;
 		return -EBUSY;
 	}
-	if (!ring_allows(&l->total, now, 60)) {
+	if (!ring_allows(&l->total, now, l->minute)) {
 		*why = over_total;
 		return -EBUSY;
 	}

@@ -2,6 +2,7 @@
  * main.c - spoold: options, start-up, signals and shutdown.
  *
  *   spoold [-c FILE] [-f|--foreground]
+ *   spoold [-c FILE] --check-config
  *
  * Start-up refuses, with one line and a sysexits code, anything that would
  * make the daemon useless: a bad configuration, a spool it cannot create or
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syslog.h>
 #include <sysexits.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -33,6 +35,7 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp, "usage: spoold [-c FILE] [-f|--foreground]\n"
+		    "       spoold [-c FILE] --check-config\n"
 		    "       spoold --version | --help\n");
 }
 
@@ -79,6 +82,28 @@ generation_load(struct generation **out, const char *path, char *err,
 	return 0;
 }
 
+/*
+ * The POSIX lock and the pid in the lock file, once the process that keeps
+ * them is known. The POSIX lock lets spoolctl status see the daemon with
+ * F_GETLK, which takes nothing, so asking never keeps a daemon from
+ * starting. Unlike the flock, it is not inherited across fork(): after
+ * detaching, the child waits (wait) for the parent's to go with it.
+ */
+static int
+spool_lock_update(int fd, int wait)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+	while (fcntl(fd, wait ? F_SETLKW : F_SETLK, &fl) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+		return -errno;
+	return 0;
+}
+
 /* One daemon per spool: an flock'd pid file says who owns it. */
 static int
 spool_lock(const char *dir, char *err, size_t errlen)
@@ -101,23 +126,41 @@ spool_lock(const char *dir, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	/* a POSIX lock too: spoolctl status sees it (F_GETLK) without
-	 * taking the lock, so asking never keeps a daemon from starting */
-	if (fcntl(fd, F_SETLK,
-		  &(struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET}) <
-	    0) {
-		snprintf(err, errlen, "%.900s: lock: %s", path,
-			 strerror(errno));
-		close(fd);
-		return -1;
-	}
-	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
-		snprintf(err, errlen, "%.900s: %s", path, strerror(errno));
+	if ((n = spool_lock_update(fd, 0)) < 0) {
+		snprintf(err, errlen, "%.900s: %s", path, strerror(-n));
 		close(fd);
 		return -1;
 	}
 	return fd; /* held open, and so locked, for the daemon's life */
+}
+
+/*
+ * Detaches into the background. syslog(3) drops every line without a word
+ * when nothing listens on /dev/log (a container), so without that socket
+ * the log stays on standard error, and says so once.
+ */
+static int
+daemon_detach(void)
+{
+	struct stat sb;
+	int to_stderr = stat(_PATH_LOG, &sb) < 0 || !S_ISSOCK(sb.st_mode);
+	int null;
+
+	if (to_stderr)
+		log_warn("no syslog socket at %s: logging to standard error",
+			 _PATH_LOG);
+	if (daemon(0, to_stderr) < 0)
+		return -errno;
+	if (!to_stderr) {
+		log_init("spoold", 0, LOG_LEVEL_INFO);
+		return 0;
+	}
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+	    dup2(null, STDOUT_FILENO) < 0)
+		return -errno;
+	close(null);
+	return 0;
 }
 
 static void
@@ -164,6 +207,8 @@ on_rescan(uv_timer_t *t)
 	else if (n < 0)
 		log_warn("state: reader check: %s", strerror(-n));
 	sched_repair(d);
+	if ((n = sched_expire_failed(d)) < 0)
+		log_warn("expiring failed messages: %s", strerror(-n));
 	sched_pickup_soon(d, NULL);
 }
 
@@ -311,6 +356,7 @@ static int
 daemon_start(struct daemon *d, char *err, size_t errlen)
 {
 	char path[4096];
+	uint64_t rescan;
 	int rc;
 
 	rc = probe_engine_new(&d->probes, d->loop, err, errlen);
@@ -321,6 +367,8 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return rc;
 	}
+	bounce_limiter_set_minute(
+	    d->bounces, spoold_knob("SPOOLD_TEST_NOTICE_MINUTE_S", 60));
 	rc = health_sync(d);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -340,8 +388,9 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 			 uv_strerror(rc));
 		return rc;
 	}
-	uv_timer_start(&d->rescan_timer, on_rescan, SPOOLD_RESCAN_MS,
-		       SPOOLD_RESCAN_MS);
+	rescan =
+	    (uint64_t)spoold_knob("SPOOLD_TEST_RESCAN_MS", SPOOLD_RESCAN_MS);
+	uv_timer_start(&d->rescan_timer, on_rescan, rescan, rescan);
 	return control_start(d, err, errlen);
 }
 
@@ -378,11 +427,12 @@ main(int argc, char **argv)
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
+	    {"check-config", no_argument, NULL, 'C'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct daemon d = {0};
 	char err[1024];
-	int opt, foreground = 0, lock_fd, rc;
+	int opt, foreground = 0, check = 0, lock_fd, rc;
 	unsigned busy;
 
 	while ((opt = getopt_long(argc, argv, "c:fh", longopts, NULL)) != -1) {
@@ -392,6 +442,9 @@ main(int argc, char **argv)
 			break;
 		case 'f':
 			foreground = 1;
+			break;
+		case 'C':
+			check = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -416,6 +469,8 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		return EX_SOFTWARE;
 	}
+	if (check)
+		return checkconf_run(d.conf_path);
 	rc = generation_load(&d.gen, d.conf_path, err, sizeof(err));
 	if (rc != 0) {
 		log_err("%s", err);
@@ -427,19 +482,29 @@ main(int argc, char **argv)
 		generation_put(d.gen);
 		return EX_CANTCREAT;
 	}
-	if (!foreground) {
-		/* before any thread or loop exists */
-		if (daemon(0, 0) < 0) {
-			log_err("cannot go to the background: %s",
-				strerror(errno));
-			return EX_OSERR;
-		}
-		log_init("spoold", 0, LOG_LEVEL_INFO);
-	}
+	/* before detaching, so that a second spoold says why it stops to
+	 * whoever started it; the child keeps the lock */
 	lock_fd = spool_lock(d.gen->cf.spool_dir, err, sizeof(err));
-	if (lock_fd < 0) {
+	rc = lock_fd < 0 ? EX_TEMPFAIL : 0;
+	if (rc == 0 && !foreground) {
+		/* before any thread or loop exists */
+		int drc = daemon_detach();
+
+		if (drc == 0)
+			drc = spool_lock_update(lock_fd, 1);
+		if (drc < 0) {
+			snprintf(err, sizeof(err),
+				 "cannot go to the background: %s",
+				 strerror(-drc));
+			close(lock_fd);
+			rc = EX_OSERR;
+		}
+	}
+	if (rc != 0) {
 		log_err("%s", err);
-		return EX_TEMPFAIL;
+		spool_close(d.spool);
+		generation_put(d.gen);
+		return rc;
 	}
 	if (daemon_open_state(&d, err, sizeof(err)) < 0) {
 		log_err("%s", err);

@@ -305,13 +305,13 @@ pickup_cb(uv_timer_t *t)
 	for (size_t i = 0; i < nmoved; i++) {
 		/* No fsync: a rename lost in a crash leaves the file in
 		 * new/, where the next pickup finds it known and moves it
-		 * again. */
-		if (renameat(spool_dirfd(d->spool, QUEUE_DIR_NEW), moved[i],
-			     spool_dirfd(d->spool, QUEUE_DIR_CUR),
-			     moved[i]) < 0 &&
-		    errno != ENOENT)
+		 * again. Never over cur/ID: that file holds the marks of
+		 * recipients already sent to. */
+		rc = spool_move_nosync(d->spool, moved[i], QUEUE_DIR_NEW,
+				       QUEUE_DIR_CUR);
+		if (rc < 0 && rc != -ENOENT)
 			log_err("id=%s cannot move to cur/: %s", moved[i],
-				strerror(errno));
+				strerror(-rc));
 	}
 	d->npending -= take;
 	memmove(d->pending, d->pending + take,
@@ -1011,7 +1011,7 @@ rebuild_missing(struct daemon *d, struct state_txn *txn, enum queue_dir dir,
 		if (rc < 0) {
 			log_err("id=%s unreadable spool file: %s", id, err);
 			rc = spool_move(d->spool, id, dir, QUEUE_DIR_FAILED);
-			if (rc == 0)
+			if (rc >= 0)
 				rc = put_unreadable(txn, id, err);
 			continue;
 		}

@@ -158,6 +158,17 @@ void control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid);
 /* Answers the WAIT requests whose message has reached an outcome. */
 void control_waiters_check(struct daemon *d);
 
+/* expire.c: removes failed messages older than failed_keep; returns
+ * how many, or -errno. */
+int sched_expire_failed(struct daemon *d);
+
+/* knob.c: the positive integer in the SPOOLD_TEST_* variable name, or
+ * dflt when it is unset or not one. */
+int64_t spoold_knob(const char *name, int64_t dflt);
+
+/* checkconf.c: spoold --check-config; 0 or a sysexits code. */
+int checkconf_run(const char *path);
+
 /* main.c */
 void daemon_maybe_finish(struct daemon *d);
 

@@ -176,8 +176,9 @@ job_record(struct workers *w, struct job_msg *m, struct spool_file *f)
 		m->finished = 0;
 		return;
 	}
+	/* SPOOL_MOVED_UNSYNCED: in failed/ all the same */
 	if (m->finished &&
-	    spool_move(w->spool, m->id, QUEUE_DIR_CUR, QUEUE_DIR_FAILED) == 0)
+	    spool_move(w->spool, m->id, QUEUE_DIR_CUR, QUEUE_DIR_FAILED) >= 0)
 		m->moved_failed = 1;
 }
 

@@ -72,6 +72,8 @@ write_all(int fd, const char *p, size_t len)
 			continue;
 		if (n < 0)
 			return -errno;
+		if (n == 0)
+			return -EIO; /* no progress: retrying would spin */
 		p += n;
 		len -= (size_t)n;
 	}
@@ -133,8 +135,13 @@ maildir_store(const struct maildir_transport *t, const struct transport_msg *m,
 		rc = -errno;
 		goto fail;
 	}
-	close(fd);
+	/* a write-back that failed (NFS) is reported here, at last */
+	rc = close(fd);
 	fd = -1;
+	if (rc < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	if (rename(tmp, dst) < 0) {
 		rc = -errno;
 		goto fail;
@@ -193,6 +200,22 @@ maildir_deliver(struct transport *base, struct transport_msg *msgs, size_t n,
 	return 0;
 }
 
+/* The folders a delivery writes in: made if missing, and writable. */
+static int
+maildir_probe(struct transport *base, char *diag, size_t len)
+{
+	struct maildir_transport *t = (struct maildir_transport *)base;
+	char newdir[4096];
+	int rc = maildir_prepare(t);
+
+	snprintf(newdir, sizeof(newdir), "%s/new", t->path);
+	if (rc == 0 && access(newdir, W_OK | X_OK) < 0)
+		rc = -errno;
+	if (rc < 0)
+		snprintf(diag, len, "maildir %s: %s", t->path, strerror(-rc));
+	return rc;
+}
+
 static void
 maildir_destroy(struct transport *base)
 {
@@ -233,5 +256,6 @@ const struct transport_ops transport_maildir_ops = {
     .type = "maildir",
     .create = maildir_create,
     .deliver = maildir_deliver,
+    .probe = maildir_probe,
     .destroy = maildir_destroy,
 };

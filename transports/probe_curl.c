@@ -1,7 +1,7 @@
 /*
- * probe_curl.c - HEAD probes through libcurl's multi_socket API on a libuv
- * loop: one uv_poll_t per socket curl asks us to watch, one uv_timer_t for
- * curl's timeout, and curl_multi_info_read after every action. A poll error
+ * probe_curl.c - HEAD or GET probes through libcurl's multi_socket API on a
+ * libuv loop: one uv_poll_t per socket curl asks us to watch, one uv_timer_t
+ * for curl's timeout, and curl_multi_info_read after every action. A poll error
  * is passed on to curl as CURL_CSELECT_ERR so curl fails the transfer
  * instead of waiting for its timeout. Poll handles are freed only in their
  * close callback.
@@ -40,6 +40,15 @@ struct probe_socket {
 };
 
 static void probe_check_done(struct probe_engine *e);
+
+/* A GET's body: only its status matters, so the bytes are dropped. */
+static size_t
+probe_body_drop(char *data, size_t size, size_t n, void *arg)
+{
+	(void)data;
+	(void)arg;
+	return size * n;
+}
 
 int
 probe_global_init(char *err, size_t errlen)
@@ -239,7 +248,13 @@ probe_start(struct probe_engine *e, const struct probe_request *req,
 	p->arg = arg;
 	/* curl copies every string option it is given */
 	curl_easy_setopt(p->easy, CURLOPT_URL, req->url);
-	curl_easy_setopt(p->easy, CURLOPT_NOBODY, 1L);
+	if (req->get) {
+		curl_easy_setopt(p->easy, CURLOPT_HTTPGET, 1L);
+		curl_easy_setopt(p->easy, CURLOPT_WRITEFUNCTION,
+				 probe_body_drop);
+	} else {
+		curl_easy_setopt(p->easy, CURLOPT_NOBODY, 1L);
+	}
 	curl_easy_setopt(p->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(p->easy, CURLOPT_CONNECTTIMEOUT_MS, ms);
 	curl_easy_setopt(p->easy, CURLOPT_TIMEOUT_MS, ms);

@@ -362,5 +362,6 @@ const struct transport_ops transport_smtp_ops = {
     .type = "smtp",
     .create = smtp_create,
     .deliver = smtp_deliver,
+    .probe = smtp_probe,
     .destroy = smtp_destroy,
 };

@@ -72,5 +72,7 @@ int smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 int smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 		      size_t n, struct transport_session *sess);
 int smtp_esmtp_global_init(char *err, size_t errlen);
+/* The transport's probe op (smtp_probe.c). */
+int smtp_probe(struct transport *base, char *diag, size_t len);
 
 #endif

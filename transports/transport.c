@@ -96,6 +96,13 @@ transport_msg_settled(struct transport_msg *m)
 		m->settled(m, m->settled_arg);
 }
 
+int
+transport_probe(struct transport *t, char *diag, size_t len)
+{
+	diag[0] = '\0';
+	return t->ops->probe != NULL ? t->ops->probe(t, diag, len) : 0;
+}
+
 void
 transport_destroy(struct transport *t)
 {

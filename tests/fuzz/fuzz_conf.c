@@ -8,7 +8,10 @@
  * configuration must
  * be one spoold can use without further checks: a route of known
  * transports, an absolute spool directory, a port and a host on every
- * smtp transport, retry steps that are positive.
+ * smtp transport, retry steps that are positive. Every problem is
+ * reported as one line, a refusal by at least one; what spoold accepts,
+ * submit (which reads [spool] only) accepts with the same spool, and what
+ * submit accepts has a usable [spool].
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -118,6 +121,44 @@ env_set(const char *env, size_t len, char names[ENV_MAX][128])
 	return n;
 }
 
+struct fuzz_reports {
+	size_t n, fatal;
+};
+
+static void
+fuzz_report(void *arg, int fatal, const char *line)
+{
+	struct fuzz_reports *r = arg;
+
+	if (line[0] == '\0' || strchr(line, '\n') != NULL)
+		abort();
+	r->n++;
+	r->fatal += fatal != 0;
+}
+
+/* The same input as submit reads it; strict_rc is spoold's verdict. */
+static void
+check_spool_only(int strict_rc, const char *spool_dir)
+{
+	struct fuzz_reports r = {0};
+	struct conf_opts o = {
+	    .spool_only = 1, .report = fuzz_report, .arg = &r};
+	struct conf cf;
+	char err[512] = "";
+	int rc = conf_load_opts(&cf, conf_path, &o, err, sizeof(err));
+
+	if (rc == 0) {
+		if (cf.spool_dir == NULL || cf.spool_dir[0] != '/' ||
+		    cf.max_size < 1024 || r.fatal != 0)
+			abort();
+		if (strict_rc == 0 && strcmp(cf.spool_dir, spool_dir) != 0)
+			abort();
+		conf_free(&cf);
+	} else if (strict_rc == 0 || err[0] == '\0' || r.fatal == 0) {
+		abort();
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -126,7 +167,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t flen = mark ? (size_t)(mark - in) + 1 : size, nenv = 0;
 	char names[ENV_MAX][128];
 	struct conf cf;
-	char err[512];
+	struct fuzz_reports r = {0};
+	struct conf_opts o = {.report = fuzz_report, .arg = &r};
+	char err[512], spool_dir[4096] = "";
+	int rc;
 
 	if (ftruncate(conf_fd, 0) < 0 ||
 	    (flen > 0 && pwrite(conf_fd, data, flen, 0) != (ssize_t)flen))
@@ -137,12 +181,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nenv = env_set(env, size - (size_t)(env - in), names);
 	}
 	err[0] = '\0';
-	if (conf_load(&cf, conf_path, err, sizeof(err)) == 0) {
+	rc = conf_load_opts(&cf, conf_path, &o, err, sizeof(err));
+	if (rc == 0) {
 		check_usable(&cf);
+		if (r.n != 0)
+			abort();
+		snprintf(spool_dir, sizeof(spool_dir), "%s", cf.spool_dir);
 		conf_free(&cf);
-	} else if (err[0] == '\0') {
+	} else if (err[0] == '\0' || r.fatal == 0) {
 		abort(); /* every refusal must say why */
 	}
+	check_spool_only(rc, spool_dir);
 	for (size_t i = 0; i < nenv; i++)
 		unsetenv(names[i]);
 	return 0;

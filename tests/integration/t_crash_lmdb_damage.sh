@@ -131,8 +131,23 @@ for kind in truncated garbage scribble1 scribble2 scribble3 lock-garbage \
 	write_conf "$SINK_PORT" 1s
 	start_spoold
 	wait_spool_empty 60
+	# the repair path ran: the records of all K messages came back from
+	# the spool files. A truncated, overwritten or deleted data.mdb
+	# always needs it; a scribble or a damaged lock file may leave the
+	# records readable, and if the damage was seen, the rebuild is whole.
+	repaired_all=$(grep -c "rebuilt the state of $K message(s) from the spool" \
+		"$SPOOLD_LOG" || true)
+	case $kind in
+	truncated | garbage | deleted)
+		[ "$repaired_all" = 1 ] ||
+			fail "$kind: no 'rebuilt the state of $K message(s)' line"
+		;;
+	esac
 	if grep -q 'rebuilding it from the spool' "$SPOOLD_LOG"; then
 		rebuilt=$((rebuilt + 1))
+		[ "$repaired_all" = 1 ] ||
+			fail "$kind: the damage was seen but $K records were" \
+				"not rebuilt"
 	fi
 	stop_spoold
 	log "$kind: $K delivered; $(grep -h 'rebuilding it' "$SPOOLD_LOG" |

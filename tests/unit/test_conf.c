@@ -48,7 +48,182 @@ teardown(void **state)
 	unsetenv("SPOOLD_TRANSPORT_LOCAL_PORT");
 	unsetenv("SPOOLD_SPOOL_DIR");
 	unsetenv("SPOOLD_BOGUS");
+	unsetenv("SPOOLD_DELIVERY_RETRYS");
+	unsetenv("SPOOLD_TRANSPORT_MAILU_CONNECT_TIMOUT");
+	unsetenv("SPOOLD_TRANSPORT_MAILU_PORT");
 	return 0;
+}
+
+/* The tests run with a default path that does not exist, never the host's
+ * /etc/spoold: ctest sets it, and a run without it is refused. */
+static void
+test_no_host_config(void **state)
+{
+	const char *d = getenv("SPOOLD_TEST_DEFAULT_CONFIG");
+
+	(void)state;
+	assert_non_null(d);
+	assert_int_equal(strncmp(d, "/etc/", 5) == 0, 0);
+	assert_int_equal(access(d, F_OK), -1);
+}
+
+/* Collects what conf_load_opts reports. */
+struct reported {
+	char lines[16][1024];
+	int fatal[16];
+	size_t n;
+};
+
+static void
+collect(void *arg, int fatal, const char *line)
+{
+	struct reported *r = arg;
+
+	assert_true(r->n < 16);
+	snprintf(r->lines[r->n], sizeof(r->lines[0]), "%s", line);
+	r->fatal[r->n++] = fatal;
+}
+
+static int
+load_collect(struct conf *cf, int spool_only, struct reported *r)
+{
+	struct conf_opts o = {
+	    .spool_only = spool_only, .report = collect, .arg = r};
+	char err[1024] = "";
+
+	memset(r, 0, sizeof(*r));
+	return conf_load_opts(cf, conf_path, &o, err, sizeof(err));
+}
+
+/* A typo gets the key it is probably a typo of, in the file and in the
+ * environment, and every problem is reported, not only the first. */
+static void
+test_typo_hints(void **state)
+{
+	struct reported r;
+	struct conf cf;
+
+	(void)state;
+	setenv("SPOOLD_DELIVERY_RETRYS", "1m", 1);
+	setenv("SPOOLD_TRANSPORT_MAILU_CONNECT_TIMOUT", "5s", 1);
+	write_conf("[spool]\ndir = /tmp/x\n"
+		   "[transport mailu]\nhost = h\nconnect_timout = 5s\n"
+		   "[delivery]\nconcurency = 2\n"
+		   "[transprt b]\nhost = h\n");
+	assert_int_equal(load_collect(&cf, 0, &r), EX_CONFIG);
+	assert_int_equal(r.n, 5);
+	assert_non_null(strstr(r.lines[0], ":5: [transport mailu] "
+					   "connect_timout: unknown key; did "
+					   "you mean connect_timeout?"));
+	assert_non_null(strstr(r.lines[1], "concurency: unknown key; did you "
+					   "mean concurrency?"));
+	assert_non_null(strstr(r.lines[2],
+			       ":9: [transprt b] host: unknown section "
+			       "[transprt b]; did you mean [transport NAME]?"));
+	for (size_t i = 3; i < 5; i++)
+		assert_true(
+		    strstr(r.lines[i], "did you mean SPOOLD_DELIVERY_RETRY?") !=
+			NULL ||
+		    strstr(r.lines[i], "did you mean "
+				       "SPOOLD_TRANSPORT_MAILU_CONNECT_"
+				       "TIMEOUT?") != NULL);
+	for (size_t i = 0; i < r.n; i++)
+		assert_int_equal(r.fatal[i], 1);
+	conf_free(&cf);
+}
+
+/* submit needs [spool] only: a problem elsewhere is a warning and the
+ * load succeeds; a problem in [spool] is still refused. */
+static void
+test_spool_only(void **state)
+{
+	struct reported r;
+	struct conf cf;
+
+	(void)state;
+	setenv("SPOOLD_DELIVERY_RETRYS", "1m", 1);
+	write_conf("[spool]\ndir = /tmp/spool-only\nmax_size = 2M\n"
+		   "[delivery]\nroute = nowhere\nretry = soon\n"
+		   "[transport a]\nhost = h\nport = 99999\nbogus\n");
+	assert_int_equal(load_collect(&cf, 1, &r), 0);
+	assert_string_equal(cf.spool_dir, "/tmp/spool-only");
+	assert_int_equal(cf.max_size, 2 * 1024 * 1024);
+	assert_int_equal(r.n, 5);
+	for (size_t i = 0; i < r.n; i++)
+		assert_int_equal(r.fatal[i], 0);
+	conf_free(&cf);
+	/* the same file is refused whole by spoold */
+	assert_int_equal(load_collect(&cf, 0, &r), EX_CONFIG);
+	assert_int_equal(r.n, 5);
+	teardown(NULL);
+
+	write_conf("[spool]\ndirr = /tmp/x\n[transport a]\nhost = h\n");
+	assert_int_equal(load_collect(&cf, 1, &r), EX_CONFIG);
+	assert_int_equal(r.n, 1);
+	assert_non_null(strstr(r.lines[0], "did you mean dir?"));
+	teardown(NULL);
+
+	/* a broken header might have been [spool]'s: refused */
+	write_conf("[transport a]\nhost = h\n[spool\ndir = /tmp/x\n");
+	assert_int_equal(load_collect(&cf, 1, &r), EX_CONFIG);
+	assert_non_null(strstr(r.lines[0], ":3: not a valid INI line"));
+}
+
+/* Quotes around a value are removed; section words, transport names and
+ * keys are case-insensitive. */
+static void
+test_quotes_and_case(void **state)
+{
+	struct conf cf;
+	char err[256];
+	const struct conf_transport *t;
+
+	(void)state;
+	setenv("SPOOLD_TRANSPORT_MAILU_PORT", "\"2525\"", 1);
+	write_conf("[SPOOL]\nDir = \"/tmp/quoted spool\"\n"
+		   "[Delivery]\nroute = Mailu\n"
+		   "[Transport  Mailu]\nhost = \"localhost\"\n"
+		   "password_file = '/run/a#b'\nuser = \"u\n"
+		   "helo = \"\"\n");
+	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)), 0);
+	assert_string_equal(cf.spool_dir, "/tmp/quoted spool");
+	assert_int_equal(cf.route_count, 1);
+	t = &cf.transports[cf.route[0]];
+	assert_string_equal(t->name, "mailu");
+	assert_string_equal(t->host, "localhost");
+	assert_string_equal(t->password_file, "/run/a#b");
+	/* an unmatched quote is part of the value */
+	assert_string_equal(t->user, "\"u");
+	assert_string_equal(t->helo, "");
+	assert_int_equal(t->port, 2525);
+	conf_free(&cf);
+}
+
+/* failed_keep and probe_method: defaults and values. */
+static void
+test_new_keys(void **state)
+{
+	struct conf cf;
+	char err[256];
+
+	(void)state;
+	write_conf("[transport a]\nhost = h\n");
+	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)), 0);
+	assert_int_equal(cf.failed_keep, 30 * 86400);
+	assert_int_equal(cf.transports[0].probe_method, CONF_PROBE_HEAD);
+	conf_free(&cf);
+	teardown(NULL);
+	write_conf("[spool]\nfailed_keep = 0\n"
+		   "[transport a]\nhost = h\nprobe_method = get\n");
+	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)), 0);
+	assert_int_equal(cf.failed_keep, 0);
+	assert_int_equal(cf.transports[0].probe_method, CONF_PROBE_GET);
+	conf_free(&cf);
+	teardown(NULL);
+	write_conf("[transport a]\nhost = h\nprobe_method = POST\n");
+	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)),
+			 EX_CONFIG);
+	assert_non_null(strstr(err, "is not HEAD or GET"));
 }
 
 static void
@@ -58,8 +233,6 @@ test_embedded_default(void **state)
 	char err[256];
 
 	(void)state;
-	if (access(CONF_DEFAULT_PATH, F_OK) == 0)
-		skip();
 	assert_int_equal(conf_load(&cf, NULL, err, sizeof(err)), 0);
 	assert_string_equal(cf.spool_dir, "/var/spool/spoold");
 	assert_int_equal(cf.transport_count, 1);
@@ -139,8 +312,6 @@ test_env_overrides(void **state)
 	const struct conf_transport *m;
 
 	(void)state;
-	if (access(CONF_DEFAULT_PATH, F_OK) == 0)
-		skip();
 	setenv("SPOOLD_SPOOL_DIR", "/tmp/env-spool", 1);
 	setenv("SPOOLD_DELIVERY_ROUTE", "mailu, local", 1);
 	setenv("SPOOLD_TRANSPORT_MAILU_HOST", "mail.example.org", 1);
@@ -168,8 +339,6 @@ test_env_only_route(void **state)
 	char err[256];
 
 	(void)state;
-	if (access(CONF_DEFAULT_PATH, F_OK) == 0)
-		skip();
 	setenv("SPOOLD_TRANSPORT_MAILU_HOST", "mail.example.org", 1);
 	assert_int_equal(conf_load(&cf, NULL, err, sizeof(err)), 0);
 	assert_int_equal(cf.route_count, 1);
@@ -280,7 +449,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_no_host_config),
 	    cmocka_unit_test_teardown(test_embedded_default, teardown),
+	    cmocka_unit_test_teardown(test_typo_hints, teardown),
+	    cmocka_unit_test_teardown(test_spool_only, teardown),
+	    cmocka_unit_test_teardown(test_quotes_and_case, teardown),
+	    cmocka_unit_test_teardown(test_new_keys, teardown),
 	    cmocka_unit_test_teardown(test_contract_example, teardown),
 	    cmocka_unit_test_teardown(test_env_overrides, teardown),
 	    cmocka_unit_test_teardown(test_env_only_route, teardown),

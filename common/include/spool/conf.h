@@ -4,7 +4,13 @@
  * Sources, later ones winning key by key: the embedded default, the INI
  * file, then SPOOLD_<SECTION>_<KEY> environment variables (for a transport
  * section: SPOOLD_TRANSPORT_<NAME>_<KEY>). Every refusal names the file and
- * line (or the variable) and the key.
+ * line (or the variable) and the key, and an unknown key near a known one
+ * names it ("did you mean connect_timeout?").
+ *
+ * Section words, transport names and keys are case-insensitive (they are
+ * folded to lower case, as the environment's names are); a value between
+ * matching double or single quotes loses them, nothing inside is
+ * interpreted, and only there may a value hold '#'.
  */
 #ifndef SPOOL_CONF_H
 #define SPOOL_CONF_H
@@ -22,6 +28,7 @@
 
 enum conf_tls { CONF_TLS_NONE, CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT };
 enum conf_transport_type { CONF_TRANSPORT_SMTP, CONF_TRANSPORT_MAILDIR };
+enum conf_probe_method { CONF_PROBE_HEAD, CONF_PROBE_GET };
 
 struct conf_transport {
 	char name[CONF_NAME_MAX];
@@ -43,6 +50,7 @@ struct conf_transport {
 	size_t probe_expect_count;
 	int64_t probe_interval; /* seconds */
 	int64_t probe_timeout;	/* seconds */
+	enum conf_probe_method probe_method;
 	/* maildir */
 	char *path;
 };
@@ -52,6 +60,7 @@ struct conf {
 	/* [spool] */
 	char *spool_dir;
 	uint64_t max_size;
+	int64_t failed_keep; /* seconds a failed message is kept, 0: always */
 	/* [delivery] */
 	size_t route[CONF_MAX_TRANSPORTS]; /* indexes into transports[] */
 	size_t route_count;
@@ -73,6 +82,26 @@ struct conf {
  * message in err. On error *out is left empty (safe to conf_free).
  */
 int conf_load(struct conf *out, const char *path, char *err, size_t errlen);
+
+/* How conf_load_opts treats the problems it finds. */
+struct conf_opts {
+	/*
+	 * For submit, which needs [spool] only: a problem anywhere else is
+	 * a warning (its value keeps the default) and the load succeeds.
+	 */
+	int spool_only;
+	/* Called once per problem, in order, with one line naming file,
+	 * line, section and key; fatal is 0 for a warning. */
+	void (*report)(void *arg, int fatal, const char *line);
+	void *arg;
+};
+
+/*
+ * conf_load with options (o may be NULL): every problem is reported, not
+ * only the first, and err holds the first refusal.
+ */
+int conf_load_opts(struct conf *out, const char *path,
+		   const struct conf_opts *o, char *err, size_t errlen);
 
 /* Frees what conf_load allocated; the struct may be reused. */
 void conf_free(struct conf *cf);

@@ -148,9 +148,18 @@ int spool_file_mark(struct spool_file *f, size_t i, enum queue_rcpt_state st);
 int spool_file_sync(struct spool_file *f);
 
 /* rename(from/ID, to/ID) then fsync(to). Never replaces an existing
- * to/ID (-EEXIST): a spool file holds recipient marks. */
+ * to/ID (-EEXIST): a spool file holds recipient marks. Returns 0, or
+ * SPOOL_MOVED_UNSYNCED when the file is in to/ but to/ could not be synced
+ * (a crash may bring it back to from/; callers follow it to to/ now), or
+ * -errno when it has not moved. */
+#define SPOOL_MOVED_UNSYNCED 1
 int spool_move(struct spool *sp, const char *id, enum queue_dir from,
 	       enum queue_dir to);
+/* spool_move without the fsync, for a move that a crash may undo safely
+ * (pickup: the file is found known in new/ and moved again). Never
+ * replaces an existing to/ID (-EEXIST). 0 or -errno. */
+int spool_move_nosync(struct spool *sp, const char *id, enum queue_dir from,
+		      enum queue_dir to);
 /* unlink d/ID; no fsync (a lost unlink only repeats a delivery). */
 int spool_remove(struct spool *sp, enum queue_dir d, const char *id);
 /* stat d/ID: 0 with size and mtime (either may be NULL), or -ENOENT. */

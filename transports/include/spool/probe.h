@@ -1,5 +1,5 @@
 /*
- * spool/probe.h - HTTP reachability probes (a HEAD request with an
+ * spool/probe.h - HTTP reachability probes (a HEAD or GET request with an
  * expected status), run by libcurl's multi_socket API inside a libuv loop,
  * so a slow or silent endpoint never blocks the loop. Loop thread only.
  */
@@ -27,6 +27,7 @@ struct probe_request {
 	int64_t timeout;     /* seconds, for connect and the whole request */
 	const long *expect;  /* acceptable HTTP status codes */
 	size_t nexpect;
+	int get; /* GET (the body is read and dropped) instead of HEAD */
 };
 
 /* Process-wide libcurl set-up; call once, before any thread starts. */

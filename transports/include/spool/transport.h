@@ -75,6 +75,11 @@ struct transport_ops {
 	 * failed), -errno only for a local fault (outcomes then TEMPFAIL). */
 	int (*deliver)(struct transport *t, struct transport_msg *msgs,
 		       size_t n, struct transport_session *sess);
+	/* Opens a session as deliver() would and closes it before any
+	 * mail (SMTP: connect, TLS, EHLO, AUTH; Maildir: its folders).
+	 * Blocks like deliver(). 0, or -errno with one line in diag.
+	 * NULL: nothing to test beyond the HTTP probe. */
+	int (*probe)(struct transport *t, char *diag, size_t len);
 	void (*destroy)(struct transport *t);
 };
 
@@ -93,6 +98,10 @@ int transport_create(struct transport **out, const struct conf_transport *cf,
 int transport_deliver(struct transport *t, struct transport_msg *msgs, size_t n,
 		      struct transport_session *sess);
 void transport_destroy(struct transport *t); /* NULL is a no-op */
+/* The transport's own probe (see transport_ops.probe); 0 if it has none. */
+int transport_probe(struct transport *t, char *diag, size_t len);
+/* Makes probes in flight, and any later one, fail at once: for a stop. */
+void transport_probe_cancel_all(void);
 /* For transports: reports m's outcome to its settled hook, if any. */
 void transport_msg_settled(struct transport_msg *m);
 

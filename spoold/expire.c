@@ -1,0 +1,93 @@
+/*
+ * expire.c - failed messages leave failed/ after [spool] failed_keep.
+ * Loop thread only.
+ *
+ * A failed message is kept for the operator (list --failed, requeue); past
+ * failed_keep, counted from its last attempt, its record is deleted and
+ * then its file, one log line each. The records go first: a crash in
+ * between leaves a file without a record, which the next start's repair
+ * records as failed again and the next pass removes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "spool/log.h"
+#include "spool/util.h"
+#include "spoold.h"
+
+/* Messages removed per pass: bounds the transaction. */
+#define EXPIRE_MAX 1000
+
+struct expire_scan {
+	int64_t before; /* failed before this: expired */
+	char (*ids)[QUEUE_ID_LEN + 1];
+	size_t n;
+};
+
+/* When m failed: its last attempt, else when it was queued. */
+static int64_t
+expire_failed_at(const struct queue_msg_info *m)
+{
+	int64_t at = m->queued_at;
+
+	if (m->nhistory > 0 && m->history[m->nhistory - 1].at > at)
+		at = m->history[m->nhistory - 1].at;
+	return at;
+}
+
+static int
+expire_scan_cb(const struct queue_msg_info *m, void *arg)
+{
+	struct expire_scan *x = arg;
+
+	if (m->state != QUEUE_MSG_FAILED || expire_failed_at(m) >= x->before)
+		return 0;
+	str_copy(x->ids[x->n++], m->id, sizeof(x->ids[0]));
+	return x->n == EXPIRE_MAX;
+}
+
+int
+sched_expire_failed(struct daemon *d)
+{
+	int64_t keep = d->gen->cf.failed_keep;
+	struct expire_scan x = {0};
+	struct state_txn *txn;
+	int rc;
+
+	if (keep <= 0)
+		return 0; /* kept for ever */
+	x.before = (int64_t)time(NULL) - keep;
+	x.ids = calloc(EXPIRE_MAX, sizeof(*x.ids));
+	if (x.ids == NULL)
+		return -ENOMEM;
+	rc = state_begin(d->state, 1, &txn);
+	if (rc < 0)
+		goto out;
+	rc = state_foreach(txn, expire_scan_cb, &x);
+	for (size_t i = 0; rc >= 0 && i < x.n; i++)
+		rc = state_msg_del(txn, x.ids[i]);
+	if (rc < 0 || x.n == 0) {
+		state_abort(txn);
+		goto out;
+	}
+	rc = state_commit(txn);
+	if (rc < 0)
+		goto out;
+	for (size_t i = 0; i < x.n; i++) {
+		int r = spool_remove(d->spool, QUEUE_DIR_FAILED, x.ids[i]);
+
+		if (r < 0 && r != -ENOENT)
+			log_warn("id=%s expired, but failed/%s stays: %s",
+				 x.ids[i], x.ids[i], strerror(-r));
+		else
+			log_info("id=%s expired: removed from failed/ after "
+				 "failed_keep (%llds)",
+				 x.ids[i], (long long)keep);
+	}
+	rc = (int)x.n;
+out:
+	free(x.ids);
+	return rc;
+}
