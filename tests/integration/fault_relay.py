@@ -21,6 +21,13 @@ ready" line) and adds, all off by default:
   --faulty-connections N      the faults above (not the drop) apply to the
                               first N connections only; later ones are
                               served normally: a relay that recovers.
+  --endless STAGE             at STAGE (greeting, ehlo, mail, rcpt, data,
+                              dot) answer a multi-line reply that never
+                              ends: "CODE-endless line N" lines, one every
+                              --endless-interval seconds (default 0.05;
+                              0: as fast as the client reads), so no read
+                              waits long. When the client gives up, logs
+                              "endless reply cut after N lines at UNIXTIME".
 
 Every accepted connection is logged on stdout as
 "connection N from PEER at UNIXTIME", so a test can count how often the
@@ -64,6 +71,11 @@ class Faults:
         self.byte_delay = opts.byte_delay
         self.faulty_connections = opts.faulty_connections
         self.connections = 0
+        if opts.endless is not None and opts.endless not in STAGES:
+            raise SystemExit("fault_relay: bad --endless %r (want one of %s)"
+                             % (opts.endless, ", ".join(STAGES)))
+        self.endless = opts.endless
+        self.endless_interval = opts.endless_interval
 
     def due(self, stage):
         f = self.codes.get(stage)
@@ -96,9 +108,32 @@ class FaultSession(capture_sink.Session):
             await self.w.drain()
             await asyncio.sleep(FAULTS.byte_delay)
 
+    async def stream_endless(self, code):
+        """Sends continuation lines of a reply until the client hangs up,
+        then ends the connection."""
+        n = 0
+        try:
+            while not self.w.is_closing():
+                n += 1
+                self.w.write(b"%d-endless line %d of a reply that never "
+                             b"ends\r\n" % (code, n))
+                await self.w.drain()
+                if FAULTS.endless_interval > 0:
+                    await asyncio.sleep(FAULTS.endless_interval)
+                elif n % 64 == 0:
+                    await asyncio.sleep(0)  # let the loop breathe
+        except (ConnectionError, OSError):
+            pass
+        print("endless reply cut after %d lines at %.3f" % (n, time.time()),
+              flush=True)
+        raise ConnectionResetError("endless reply cut")
+
     async def fault(self, stage):
         """Answers the fault due at stage, if any: True when it did. A 421
         ends the connection."""
+        if FAULTS.endless == stage and self.faulty:
+            await self.stream_endless(220 if stage == "greeting" else
+                                      354 if stage == "data" else 250)
         code = FAULTS.due(stage) if self.faulty else None
         if code is None:
             return False
@@ -160,15 +195,18 @@ class FaultSession(capture_sink.Session):
         if await self.fault("data"):
             self.reset()
             return None
-        drop = FAULTS.drop_due()
+        endless = FAULTS.endless == "dot" and self.faulty
+        drop = not endless and FAULTS.drop_due()
         code = None if drop or not self.faulty else FAULTS.due("dot")
-        if not drop and code is None:
+        if not drop and not endless and code is None:
             return await super().cmd_data(arg)
         await self.reply("354 end data with <CR><LF>.<CR><LF>")
         try:
             data = await self.read_data()
         except (asyncio.IncompleteReadError, ConnectionError):
             return False
+        if endless:
+            await self.stream_endless(250)
         if drop:
             self.srv.store.save(self.mail_from, self.rcpt_to, self.helo,
                                 self.peer, data or b"")
@@ -190,6 +228,8 @@ def main():
     p.add_argument("--no-greeting", action="store_true")
     p.add_argument("--byte-delay", type=float, default=0.0)
     p.add_argument("--faulty-connections", type=int, default=None)
+    p.add_argument("--endless", default=None)
+    p.add_argument("--endless-interval", type=float, default=0.05)
     opts, rest = p.parse_known_args()
     FAULTS = Faults(opts)
     # the sink's server builds sessions from its module's Session
