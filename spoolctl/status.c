@@ -212,11 +212,11 @@ cmd_status(const char *conf_path, int argc, char **argv)
 		cJSON *o = status_json(&s);
 		char *text = cJSON_PrintUnformatted(o);
 
-		rc = text != NULL && puts(text) != EOF ? 0 : EX_IOERR;
+		rc = text != NULL ? ctl_json_print(text) : EX_OSERR;
 		cJSON_free(text);
 		cJSON_Delete(o);
 	} else if (rc == 0) {
-		char buf[RFC3339_LEN];
+		char buf[RFC3339_LEN], a[CTL_ESC_MAX], b[CTL_ESC_MAX];
 
 		if (s.running)
 			printf("spoold: running (pid %ld)\n", s.pid);
@@ -233,12 +233,12 @@ cmd_status(const char *conf_path, int argc, char **argv)
 		for (size_t i = 0; i < s.nt; i++)
 			printf(
 			    "transport %s: %s, last probe %s%s%s\n",
-			    s.t[i].name, s.t[i].up ? "up" : "down",
+			    ctl_esc(a, s.t[i].name), s.t[i].up ? "up" : "down",
 			    s.t[i].last_probe
 				? format_rfc3339((time_t)s.t[i].last_probe, buf)
 				: "never",
 			    s.t[i].last_error[0] ? ", last error: " : "",
-			    s.t[i].last_error);
+			    ctl_esc(b, s.t[i].last_error));
 	}
 	conf_free(&cf);
 	return rc;
@@ -345,7 +345,17 @@ cmd_probe(const char *conf_path, int argc, char **argv)
 		free(reply);
 		return EX_SOFTWARE;
 	}
-	fputs(strchr(reply, '\n') ? strchr(reply, '\n') + 1 : "", stdout);
+	/* one line per transport: each shown escaped, as it quotes what
+	 * the relay or the probe URL answered */
+	for (char *line = strchr(reply, '\n'); line != NULL && line[1];) {
+		char *end = strchr(++line, '\n');
+		char a[CTL_ESC_MAX];
+
+		if (end != NULL)
+			*end = '\0';
+		printf("%s\n", ctl_esc(a, line));
+		line = end;
+	}
 	free(reply);
 	return 0;
 }

@@ -12,6 +12,11 @@ ready" line) and adds, all off by default:
                               connections). After a 421 the relay closes
                               the connection, as RFC 5321 says; after a
                               refused greeting it answers only QUIT.
+  --reply STAGE=TEXT          answer TEXT (a whole reply line, code first;
+                              Python escapes such as \x1b and \x9b give raw
+                              bytes) at STAGE (not dot) instead of going on,
+                              as --fault does: e.g. a refusal that carries
+                              terminal escapes. A 421 ends the connection.
   --drop-after-data TIMES     store the payload, then close the connection
                               without a reply: a relay that took the
                               message and died before saying so. The first
@@ -39,6 +44,7 @@ Failure policy: a bad option exits non-zero with a message before binding.
 
 import argparse
 import asyncio
+import codecs
 import os
 import sys
 import time
@@ -66,6 +72,15 @@ class Faults:
                                  "STAGE=CODE[:TIMES], STAGE one of %s)"
                                  % (spec, ", ".join(STAGES)))
             self.codes[stage] = [int(code), int(times) if times else None]
+        self.texts = {}  # stage -> the raw reply line
+        for spec in opts.reply:
+            stage, _, text = spec.partition("=")
+            raw = codecs.escape_decode(text.encode())[0]
+            if stage not in STAGES[:-1] or not raw[:3].isdigit():
+                raise SystemExit("fault_relay: bad --reply %r (want "
+                                 "STAGE=CODE TEXT, STAGE one of %s)"
+                                 % (spec, ", ".join(STAGES[:-1])))
+            self.texts[stage] = raw
         self.drops_left = opts.drop_after_data
         self.no_greeting = opts.no_greeting
         self.byte_delay = opts.byte_delay
@@ -134,6 +149,13 @@ class FaultSession(capture_sink.Session):
         if FAULTS.endless == stage and self.faulty:
             await self.stream_endless(220 if stage == "greeting" else
                                       354 if stage == "data" else 250)
+        text = FAULTS.texts.get(stage) if self.faulty else None
+        if text is not None:
+            self.w.write(text + b"\r\n")
+            await self.w.drain()
+            if text.startswith(b"421"):
+                raise ConnectionResetError("421 sent")
+            return True
         code = FAULTS.due(stage) if self.faulty else None
         if code is None:
             return False
@@ -224,6 +246,7 @@ def main():
     global FAULTS
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--fault", action="append", default=[])
+    p.add_argument("--reply", action="append", default=[])
     p.add_argument("--drop-after-data", type=int, default=0)
     p.add_argument("--no-greeting", action="store_true")
     p.add_argument("--byte-delay", type=float, default=0.0)
