@@ -179,15 +179,18 @@ smtp_password_read(const struct smtp_transport *t, char *buf, size_t len,
 			 strerror(errno));
 		return rc;
 	}
-	/* the mode may have changed since start */
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
-	    (sb.st_mode & (S_IRWXG | S_IRWXO))) {
-		snprintf(err, errlen,
-			 "password_file %s: not a regular file readable "
-			 "only by its owner",
-			 t->password_file);
+	/* the type, mode or owner may have changed since start */
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "password_file %s: %s", t->password_file,
+			 strerror(errno));
 		close(fd);
-		return -EPERM;
+		return rc;
+	}
+	if ((rc = transport_secret_stat_check("password_file", t->password_file,
+					      &sb, err, errlen)) < 0) {
+		close(fd);
+		return rc;
 	}
 	n = read(fd, buf, len - 1);
 	if (n < 0) {
@@ -370,7 +373,8 @@ smtp_create(struct transport **out, const struct conf_transport *cf, char *err,
 		return -EINVAL;
 	}
 	if (cf->password_file != NULL &&
-	    (rc = transport_secret_check(cf->password_file, err, errlen)) < 0)
+	    (rc = transport_secret_check("password_file", cf->password_file,
+					 err, errlen)) < 0)
 		return rc;
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		goto nomem;
