@@ -931,6 +931,16 @@ conf_resolve(struct conf_parser *p)
 		if ((t->user == NULL) != (t->password_file == NULL))
 			conf_fail(p, sec, t->user ? "password_file" : "user",
 				  "user and password_file go together");
+		/* Whoever answers on the relay's address would read the
+		 * token: a local user who binds its port while it is down,
+		 * or anyone on the path. Loopback is no exception. */
+		if (t->type == CONF_TRANSPORT_SMTP && t->user != NULL &&
+		    t->tls == CONF_TLS_NONE)
+			conf_fail(p, sec, "tls",
+				  "with user set, tls = none would send the "
+				  "password in clear; set tls = starttls or "
+				  "tls = implicit, or remove user and "
+				  "password_file");
 		if (t->port == 0)
 			t->port = t->tls == CONF_TLS_IMPLICIT	? 465
 				  : t->tls == CONF_TLS_STARTTLS ? 587

@@ -3,7 +3,12 @@
  *
  * Each line is formatted into one buffer and written with one write(2), so
  * lines from delivery threads never interleave. A line too long for the
- * buffer is cut, never dropped.
+ * buffer is cut (it then ends in "..."), never dropped.
+ *
+ * Lines quote relay replies, addresses and file names that come from
+ * outside; the whole line goes through str_escape_terminal(), so no
+ * control character (ESC, CR, a second line) reaches the console or the
+ * journal of an operator who reads it, whatever the caller passed.
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +16,9 @@
 #include <unistd.h>
 
 #include "spool/log.h"
+#include "spool/util.h"
+
+#define LOG_LINE_MAX 2048
 
 static const char *log_ident = "spool";
 static int log_to_stderr = 1;
@@ -30,23 +38,30 @@ void
 log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
 	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-	char line[2048];
-	int n;
+	/* raw holds more than line can: a text that vsnprintf had to cut
+	 * is cut again by the escape, which marks it */
+	char raw[LOG_LINE_MAX + 1], line[LOG_LINE_MAX];
+	size_t len;
+	int n, off;
 
 	if (level > log_max)
 		return;
-	if (!log_to_stderr) {
-		vsyslog(prio[level], fmt, ap);
-		return;
-	}
-	n = snprintf(line, sizeof(line), "%s[%ld]: ", log_ident,
-		     (long)getpid());
+	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	if (n < 0)
 		return;
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	n = (int)strlen(line);
-	if ((size_t)n >= sizeof(line) - 1)
-		n = sizeof(line) - 2;
+	len = (size_t)n < sizeof(raw) ? (size_t)n : sizeof(raw) - 1;
+	if (!log_to_stderr) {
+		str_escape_terminal(line, sizeof(line), raw, len);
+		syslog(prio[level], "%s", line);
+		return;
+	}
+	off = snprintf(line, sizeof(line), "%s[%ld]: ", log_ident,
+		       (long)getpid());
+	if (off < 0 || (size_t)off >= sizeof(line) / 2)
+		return;
+	/* one byte is kept for the newline */
+	n = off + (int)str_escape_terminal(
+		      line + off, sizeof(line) - (size_t)off - 1, raw, len);
 	line[n++] = '\n';
 	/* A failed log write has nowhere else to be reported. */
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)

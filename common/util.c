@@ -1,7 +1,7 @@
 /*
- * util.c - value parsers, time formatting and small I/O helpers shared by
- * both binaries. Parsers return -EINVAL / -ERANGE and never print: the
- * caller knows the key and the file line to report.
+ * util.c - value parsers, time formatting, terminal-safe text and small
+ * I/O helpers shared by both binaries. Parsers return -EINVAL / -ERANGE
+ * and never print: the caller knows the key and the file line to report.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -243,4 +243,138 @@ read_all_fd(int fd, size_t max, char **out, size_t *len)
 	*out = buf;
 	*len = n;
 	return 0;
+}
+
+/* ---- terminal-safe text ------------------------------------------------ */
+
+/* Length (1-4) of the valid UTF-8 character at s, its code point in *cp;
+ * 0 if s does not start one (RFC 3629: no overlong forms, no surrogates,
+ * nothing over U+10FFFF). */
+static size_t
+utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+	uint32_t c;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		c = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		c = s[0] & 0x0f;
+		lo = s[0] == 0xe0 ? 0xa0 : 0x80;
+		hi = s[0] == 0xed ? 0x9f : 0xbf;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		c = s[0] & 0x07;
+		lo = s[0] == 0xf0 ? 0x90 : 0x80;
+		hi = s[0] == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (len < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	*cp = c;
+	return n;
+}
+
+/* 1 for a code point past ASCII that a terminal may act on or that
+ * reorders what is shown. */
+static int
+utf8_is_control(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e || cp == 0x200f ||
+	       (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+size_t
+str_escape_terminal(char *dst, size_t size, const char *src, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	size_t o = 0, safe = 0, cut = sizeof(STR_ESCAPE_CUT) - 1;
+
+	if (size == 0)
+		return 0;
+	for (size_t i = 0; i < len;) {
+		char esc[8];
+		const char *unit = esc;
+		size_t ulen, n;
+		uint32_t cp = 0;
+
+		n = utf8_decode(s + i, len - i, &cp);
+		if (n == 1 && cp == '\\') {
+			unit = "\\\\";
+		} else if (n == 1 && cp == '\t') {
+			unit = "\\t";
+		} else if (n == 1 && cp == '\n') {
+			unit = "\\n";
+		} else if (n == 1 && cp == '\r') {
+			unit = "\\r";
+		} else if (n == 0 || (n == 1 && (cp < 0x20 || cp == 0x7f))) {
+			snprintf(esc, sizeof(esc), "\\x%02x", s[i]);
+			n = 1;
+		} else if (utf8_is_control(cp)) {
+			snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
+		} else {
+			unit = src + i;
+		}
+		ulen = unit == src + i ? n : strlen(unit);
+		if (o + ulen > size - 1) {
+			/* back to the last whole unit that leaves room for
+			 * the marker */
+			o = safe;
+			for (size_t k = 0; k < cut && o < size - 1; k++)
+				dst[o++] = STR_ESCAPE_CUT[k];
+			break;
+		}
+		memcpy(dst + o, unit, ulen);
+		o += ulen;
+		if (o + cut <= size - 1)
+			safe = o;
+		i += n;
+	}
+	dst[o] = '\0';
+	return o;
+}
+
+char *
+str_escape_json(const char *json)
+{
+	const unsigned char *s = (const unsigned char *)json;
+	size_t len = strlen(json), o = 0;
+	/* worst case: each byte becomes "\ufffd" */
+	char *out = malloc(len * 6 + 1);
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		uint32_t cp = 0;
+		size_t n = utf8_decode(s + i, len - i, &cp);
+
+		if (n == 0) {
+			memcpy(out + o, "\\ufffd", 6);
+			o += 6;
+			i++;
+		} else if (cp == 0x7f || utf8_is_control(cp)) {
+			o += (size_t)snprintf(out + o, 7, "\\u%04x",
+					      (unsigned)cp);
+			i += n;
+		} else {
+			memcpy(out + o, json + i, n);
+			o += n;
+			i += n;
+		}
+	}
+	out[o] = '\0';
+	return out;
 }

@@ -50,11 +50,42 @@ ctl_error(const char *fmt, ...)
 	/* Messages quote arguments and replies; a line break or escape
 	 * sequence in one must not make a second line or rewrite the
 	 * terminal, so one failure stays one line. */
-	for (char *c = line; *c != '\0'; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = '?';
-	fprintf(stderr, "%s: %s\n", ctl_progname, line);
+	{
+		size_t size = STR_ESCAPE_SIZE((size_t)n);
+		char *safe = malloc(size);
+
+		if (safe != NULL)
+			str_escape_terminal(safe, size, line, (size_t)n);
+		fprintf(stderr, "%s: %s\n", ctl_progname,
+			safe != NULL ? safe : "(out of memory)");
+		free(safe);
+	}
 	free(line);
+}
+
+const char *
+ctl_esc(char buf[CTL_ESC_MAX], const char *s)
+{
+	if (s == NULL)
+		s = "";
+	str_escape_terminal(buf, CTL_ESC_MAX, s, strlen(s));
+	return buf;
+}
+
+int
+ctl_json_print(const char *text)
+{
+	char *safe = str_escape_json(text);
+	int rc = 0;
+
+	if (safe == NULL) {
+		ctl_error("out of memory");
+		return EX_OSERR;
+	}
+	if (puts(safe) == EOF || fflush(stdout) == EOF)
+		rc = EX_IOERR;
+	free(safe);
+	return rc;
 }
 
 int
@@ -392,8 +423,7 @@ print_json(cJSON *root)
 		ctl_error("out of memory");
 		return EX_OSERR;
 	}
-	if (puts(text) == EOF || fflush(stdout) == EOF)
-		rc = EX_IOERR;
+	rc = ctl_json_print(text);
 	free(text);
 	return rc;
 }
@@ -416,24 +446,25 @@ format_age(int64_t secs, char *buf, size_t len)
 static void
 print_msg_text(const struct queue_msg_info *m, int64_t now)
 {
-	char age[32], next[32];
+	char age[32], next[32], a[CTL_ESC_MAX], b[CTL_ESC_MAX];
 
 	format_age(now - m->queued_at, age, sizeof(age));
-	printf("%s  %-10s %8llu  age %-5s attempts %u", m->id,
+	/* the id of a file in new/ is its name, which anyone chose */
+	printf("%s  %-10s %8llu  age %-5s attempts %u", ctl_esc(a, m->id),
 	       queue_msg_state_name(m->state), (unsigned long long)m->size, age,
 	       m->attempts);
 	if (m->next_attempt > 0) {
 		format_age(m->next_attempt - now, next, sizeof(next));
 		printf("  next in %s", next);
 	}
-	printf("\n  from <%s>\n", m->sender ? m->sender : "");
+	printf("\n  from <%s>\n", ctl_esc(a, m->sender));
 	for (size_t i = 0; i < m->nrcpt; i++)
-		printf("  to   <%s> %s%s%s\n", m->rcpt[i].address,
+		printf("  to   <%s> %s%s%s\n", ctl_esc(a, m->rcpt[i].address),
 		       queue_rcpt_state_name(m->rcpt[i].state),
 		       m->rcpt[i].reply ? ": " : "",
-		       m->rcpt[i].reply ? m->rcpt[i].reply : "");
+		       ctl_esc(b, m->rcpt[i].reply));
 	if (m->last_error != NULL)
-		printf("  last error: %s\n", m->last_error);
+		printf("  last error: %s\n", ctl_esc(a, m->last_error));
 }
 
 /* ---- commands ------------------------------------------------------ */
@@ -628,7 +659,15 @@ show_headers(const struct conf *cf, const char *id, cJSON *json)
 					    arr, cJSON_CreateString(line));
 				free(line);
 			} else {
-				printf("  | %.*s\n", (int)len, sep);
+				size_t size = STR_ESCAPE_SIZE(len);
+				char *line = malloc(size);
+
+				if (line != NULL) {
+					str_escape_terminal(line, size, sep,
+							    len);
+					printf("  | %s\n", line);
+				}
+				free(line);
 			}
 			if (nl == NULL)
 				break;
@@ -643,14 +682,15 @@ show_headers(const struct conf *cf, const char *id, cJSON *json)
 static void
 print_history(const struct queue_msg_info *m)
 {
-	char buf[RFC3339_LEN];
+	char buf[RFC3339_LEN], a[CTL_ESC_MAX], b[CTL_ESC_MAX];
 
 	if (m->nhistory > 0)
 		printf("  history:\n");
 	for (size_t i = 0; i < m->nhistory; i++)
 		printf("    %s %s %s\n",
 		       format_rfc3339((time_t)m->history[i].at, buf),
-		       m->history[i].transport, m->history[i].result);
+		       ctl_esc(a, m->history[i].transport),
+		       ctl_esc(b, m->history[i].result));
 }
 
 int

@@ -16,8 +16,18 @@ int ctl_conf_load(struct conf *cf, const char *conf_path);
  * a warning on stderr and the message is still queued. */
 int ctl_conf_load_submit(struct conf *cf, const char *conf_path);
 /* Prints "PROG: message" on stderr as one line: control characters in
- * the message (quoted arguments, replies) are shown as '?'. */
+ * the message (quoted arguments, replies) are shown escaped, as
+ * str_escape_terminal() does. */
 void ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* s (NULL reads as "") escaped for the terminal into buf, which it
+ * returns; a longer result is cut, ending in "...". Every text that comes
+ * from outside (addresses, replies, headers, names) is printed through
+ * it. */
+#define CTL_ESC_MAX 2048
+const char *ctl_esc(char buf[CTL_ESC_MAX], const char *s);
+/* Prints JSON text on stdout, made terminal-safe (str_escape_json) and
+ * ended by a newline; 0 or EX_IOERR / EX_OSERR. */
+int ctl_json_print(const char *text);
 extern const char *ctl_progname;
 /* Says that only root and the spool's owner may do what ("inspect",
  * "change") to the queue; returns EX_NOPERM. */

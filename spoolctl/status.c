@@ -285,7 +285,7 @@ status_print_daemon(const struct status *s)
 static void
 status_print_text(const struct status *s, const struct conf *cf)
 {
-	char buf[RFC3339_LEN];
+	char buf[RFC3339_LEN], a[CTL_ESC_MAX], b[CTL_ESC_MAX];
 
 	status_print_daemon(s);
 	if (s->have_queue)
@@ -299,15 +299,15 @@ status_print_text(const struct status *s, const struct conf *cf)
 	else
 		printf("queue: unknown (only root and the owner of %s may "
 		       "read it while spoold does not answer)\n",
-		       cf->spool_dir);
+		       ctl_esc(a, cf->spool_dir));
 	for (size_t i = 0; i < s->nt; i++)
-		printf("transport %s: %s, last probe %s%s%s\n", s->t[i].name,
-		       status_up_word(s->t[i].up),
+		printf("transport %s: %s, last probe %s%s%s\n",
+		       ctl_esc(a, s->t[i].name), status_up_word(s->t[i].up),
 		       s->t[i].last_probe
 			   ? format_rfc3339((time_t)s->t[i].last_probe, buf)
 			   : "never",
 		       s->t[i].last_error[0] ? ", last error: " : "",
-		       s->t[i].last_error);
+		       ctl_esc(b, s->t[i].last_error));
 }
 
 int
@@ -331,7 +331,7 @@ cmd_status(const char *conf_path, int argc, char **argv)
 		cJSON *o = status_json(&s);
 		char *text = cJSON_PrintUnformatted(o);
 
-		rc = text != NULL && puts(text) != EOF ? 0 : EX_IOERR;
+		rc = text != NULL ? ctl_json_print(text) : EX_OSERR;
 		cJSON_free(text);
 		cJSON_Delete(o);
 	} else if (rc == 0) {
@@ -468,9 +468,18 @@ cmd_probe(const char *conf_path, int argc, char **argv)
 		free(reply);
 		return EX_SOFTWARE;
 	}
-	fputs(strchr(reply, '\n') ? strchr(reply, '\n') + 1 : "", stdout);
-	/* one line per transport, "NAME: up|down, ..." */
+	/* one line per transport, "NAME: up|down, ...": each shown escaped,
+	 * as it quotes what the relay or the probe URL answered */
 	rc = strstr(reply, ": down") != NULL ? EX_UNAVAILABLE : 0;
+	for (char *line = strchr(reply, '\n'); line != NULL && line[1];) {
+		char *end = strchr(++line, '\n');
+		char a[CTL_ESC_MAX];
+
+		if (end != NULL)
+			*end = '\0';
+		printf("%s\n", ctl_esc(a, line));
+		line = end;
+	}
 	free(reply);
 	return rc;
 }

@@ -37,6 +37,62 @@ smtp_reply_set(struct smtp_reply *r, int code, const char *text)
 	r->text[strcspn(r->text, "\r\n")] = '\0';
 }
 
+void
+smtp_reply_watch_init(struct smtp_reply_watch *w, int64_t limit_ms)
+{
+	memset(w, 0, sizeof(*w));
+	w->limit_ms = limit_ms;
+}
+
+void
+smtp_reply_watch_await(struct smtp_reply_watch *w)
+{
+	if (w->deadline == 0 && w->limit_ms > 0)
+		w->deadline = time_mono_ms() + w->limit_ms;
+}
+
+enum smtp_reply_cut
+smtp_reply_watch_feed(struct smtp_reply_watch *w, const char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		/* bytes of a reply nobody asked for yet (the greeting, or
+		 * the next pipelined one) start its clock too */
+		smtp_reply_watch_await(w);
+		if (w->line_len < sizeof(w->head))
+			w->head[w->line_len] = buf[i];
+		w->line_len++;
+		w->bytes++;
+		if (buf[i] != '\n')
+			continue;
+		/* "250 ok", "250": the last line; "250-..." continues */
+		if (w->line_len >= sizeof(w->head) + 1 && w->head[3] == '-') {
+			w->line_len = 0;
+			continue;
+		}
+		w->line_len = 0;
+		w->bytes = 0;
+		w->deadline = 0;
+	}
+	if (w->cut == SMTP_REPLY_OK && w->bytes > SMTP_REPLY_BYTES_MAX)
+		w->cut = SMTP_REPLY_HUGE;
+	if (w->cut == SMTP_REPLY_OK && w->deadline != 0 &&
+	    time_mono_ms() >= w->deadline)
+		w->cut = SMTP_REPLY_LATE;
+	return w->cut;
+}
+
+void
+smtp_reply_watch_diag(const struct smtp_reply_watch *w, const char *hostport,
+		      char *buf, size_t len)
+{
+	if (w->cut == SMTP_REPLY_HUGE)
+		snprintf(buf, len, "%s: a reply over %d bytes", hostport,
+			 SMTP_REPLY_BYTES_MAX);
+	else
+		snprintf(buf, len, "%s: no complete reply within %llds",
+			 hostport, (long long)(w->limit_ms / 1000));
+}
+
 int
 smtp_judge(const struct smtp_result *res, struct transport_msg *tm,
 	   const char *diag)
@@ -123,15 +179,18 @@ smtp_password_read(const struct smtp_transport *t, char *buf, size_t len,
 			 strerror(errno));
 		return rc;
 	}
-	/* the mode may have changed since start */
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
-	    (sb.st_mode & (S_IRWXG | S_IRWXO))) {
-		snprintf(err, errlen,
-			 "password_file %s: not a regular file readable "
-			 "only by its owner",
-			 t->password_file);
+	/* the type, mode or owner may have changed since start */
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "password_file %s: %s", t->password_file,
+			 strerror(errno));
 		close(fd);
-		return -EPERM;
+		return rc;
+	}
+	if ((rc = transport_secret_stat_check("password_file", t->password_file,
+					      &sb, err, errlen)) < 0) {
+		close(fd);
+		return rc;
 	}
 	n = read(fd, buf, len - 1);
 	if (n < 0) {
@@ -314,7 +373,8 @@ smtp_create(struct transport **out, const struct conf_transport *cf, char *err,
 		return -EINVAL;
 	}
 	if (cf->password_file != NULL &&
-	    (rc = transport_secret_check(cf->password_file, err, errlen)) < 0)
+	    (rc = transport_secret_check("password_file", cf->password_file,
+					 err, errlen)) < 0)
 		return rc;
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		goto nomem;

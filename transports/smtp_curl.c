@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -33,6 +35,12 @@ struct curl_xfer {
 	enum smtp_cmd last; /* the command the next reply answers */
 	int authenticated;  /* 235 seen on this connection */
 	char auth_error[QUEUE_REPLY_MAX];
+	/* libcurl's response timeout restarts as lines come in, and its
+	 * connect timeout spans the whole greeting and EHLO: each reply is
+	 * bounded here instead, and a reply that runs over cuts the
+	 * connection (fd: the session's socket, from the sockopt callback) */
+	struct smtp_reply_watch watch;
+	curl_socket_t fd;
 };
 
 static size_t
@@ -120,12 +128,42 @@ trace_reply(struct curl_xfer *x, const char *p, size_t n)
 static int
 curl_trace(CURL *easy, curl_infotype type, char *data, size_t size, void *arg)
 {
+	struct curl_xfer *x = arg;
+
 	(void)easy;
-	if (type == CURLINFO_HEADER_OUT)
-		trace_command(arg, data, size);
-	else if (type == CURLINFO_HEADER_IN)
-		trace_reply(arg, data, size);
+	if (type == CURLINFO_HEADER_OUT) {
+		trace_command(x, data, size);
+		smtp_reply_watch_await(&x->watch);
+	} else if (type == CURLINFO_HEADER_IN) {
+		trace_reply(x, data, size);
+		if (smtp_reply_watch_feed(&x->watch, data, size) !=
+			SMTP_REPLY_OK &&
+		    x->fd != CURL_SOCKET_BAD)
+			(void)shutdown(x->fd, SHUT_RDWR);
+	}
 	return 0;
+}
+
+/* Notes the session's socket, which a reply that runs over shuts down,
+ * for as long as it is open. */
+static int
+curl_sockopt(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+	struct curl_xfer *x = arg;
+
+	if (purpose == CURLSOCKTYPE_IPCXN)
+		x->fd = fd;
+	return CURL_SOCKOPT_OK;
+}
+
+static int
+curl_closesocket(void *arg, curl_socket_t fd)
+{
+	struct curl_xfer *x = arg;
+
+	if (fd == x->fd)
+		x->fd = CURL_SOCKET_BAD;
+	return close(fd);
 }
 
 static struct curl_slist *
@@ -186,6 +224,10 @@ easy_setup(CURL *c, const struct smtp_transport *t, const char *password,
 	SET(CURLOPT_VERBOSE, 1L);
 	SET(CURLOPT_DEBUGFUNCTION, curl_trace);
 	SET(CURLOPT_DEBUGDATA, x);
+	SET(CURLOPT_SOCKOPTFUNCTION, curl_sockopt);
+	SET(CURLOPT_SOCKOPTDATA, x);
+	SET(CURLOPT_CLOSESOCKETFUNCTION, curl_closesocket);
+	SET(CURLOPT_CLOSESOCKETDATA, x);
 #undef SET
 	return rc == CURLE_OK ? 0 : -EINVAL;
 }
@@ -234,7 +276,7 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 		  size_t n, struct transport_session *sess)
 {
 	char password[1024] = "", errbuf[CURL_ERROR_SIZE], err[256];
-	struct curl_xfer x = {.t = t};
+	struct curl_xfer x = {.t = t, .fd = CURL_SOCKET_BAD};
 	struct smtp_result res = {0};
 	CURLcode result = CURLE_OK;
 	CURL *c = NULL;
@@ -259,6 +301,7 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 		goto out;
 	}
 	x.res = &res;
+	smtp_reply_watch_init(&x.watch, t->timeout * 1000);
 	for (i = 0; i < n && !sess->relay_failed; i++) {
 		const char *sender = t->from ? t->from : msgs[i].sender;
 
@@ -268,7 +311,10 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 		if ((rc = send_one(c, &x, &msgs[i], sender, errbuf, &result)) <
 		    0)
 			goto out;
-		if (x.auth_error[0] != '\0')
+		if (x.watch.cut != SMTP_REPLY_OK)
+			smtp_reply_watch_diag(&x.watch, t->hostport, sess->diag,
+					      sizeof(sess->diag));
+		else if (x.auth_error[0] != '\0')
 			str_copy(sess->diag, x.auth_error, sizeof(sess->diag));
 		else if (result == CURLE_ABORTED_BY_CALLBACK &&
 			 t->user != NULL && !x.authenticated)
@@ -290,6 +336,11 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 		sess->diag[0] = '\0';
 out:
 	explicit_bzero(password, sizeof(password));
+	/* A reply still awaited: the connection is in no known state, and
+	 * the QUIT that libcurl sends at cleanup would wait for an answer
+	 * from a relay that may stream forever. */
+	if (x.watch.deadline != 0 && x.fd != CURL_SOCKET_BAD)
+		(void)shutdown(x.fd, SHUT_RDWR);
 	if (c != NULL)
 		curl_easy_cleanup(c);
 	free(res.rcpt);

@@ -22,10 +22,12 @@
  * dropped connection.
  *
  * libESMTP's stage timeouts bound each read, not each reply: a relay that
- * trickles a byte every few seconds would hold a delivery thread for
- * minutes. The poll() interposer therefore also bounds the wait for a
- * whole reply (from the first poll for it to its last line) by the
- * transport's timeout.
+ * trickles a byte every few seconds, or streams "250-" lines forever,
+ * would hold a delivery thread for as long as it likes. The wait for a
+ * whole reply (from the first poll for it, or its first byte, to its last
+ * line) is therefore bounded by the transport's timeout, and its size by
+ * SMTP_REPLY_BYTES_MAX: the poll() interposer shortens waits, and the
+ * monitor callback, which sees every byte read, cuts the connection.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -59,12 +61,9 @@
 static __thread int64_t session_connect_timeout;
 /* The socket of this thread's SMTP session, -1 outside one. */
 static __thread int session_fd = -1;
-/* Milliseconds a whole reply may take in this thread's session, 0 outside
- * one; when the reply now awaited must be complete (monotonic ms, 0: none
- * awaited); and whether a wait ran out. */
-static __thread int64_t session_reply_ms;
-static __thread int64_t reply_deadline_ms;
-static __thread int reply_expired;
+/* The bound on each reply of this thread's session (limit_ms 0 outside
+ * one). */
+static __thread struct smtp_reply_watch session_watch;
 
 typedef int connect_fn(int, __CONST_SOCKADDR_ARG, socklen_t);
 typedef int poll_fn(struct pollfd *, nfds_t, int);
@@ -140,7 +139,7 @@ sock_at_eof(int fd)
 static int
 polls_session_reply(const struct pollfd *fds, nfds_t nfds)
 {
-	if (session_fd < 0 || session_reply_ms <= 0)
+	if (session_fd < 0 || session_watch.limit_ms <= 0)
 		return 0;
 	for (nfds_t i = 0; i < nfds; i++)
 		if (fds[i].fd == session_fd && (fds[i].events & POLLIN))
@@ -153,13 +152,12 @@ polls_session_reply(const struct pollfd *fds, nfds_t nfds)
 static int
 reply_wait_clamp(int timeout)
 {
-	int64_t now = time_mono_ms(), left;
+	int64_t left;
 
-	if (reply_deadline_ms == 0)
-		reply_deadline_ms = now + session_reply_ms;
-	left = reply_deadline_ms - now;
+	smtp_reply_watch_await(&session_watch);
+	left = session_watch.deadline - time_mono_ms();
 	if (left <= 0) {
-		reply_expired = 1;
+		session_watch.cut = SMTP_REPLY_LATE;
 		return -1;
 	}
 	return timeout < 0 || timeout > left ? (int)left : timeout;
@@ -182,8 +180,8 @@ poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		return 0; /* libESMTP takes it for its own timeout */
 	}
 	rc = real_poll(fds, nfds, timeout);
-	if (rc == 0 && reply_wait && time_mono_ms() >= reply_deadline_ms)
-		reply_expired = 1;
+	if (rc == 0 && reply_wait && time_mono_ms() >= session_watch.deadline)
+		session_watch.cut = SMTP_REPLY_LATE;
 	if (rc <= 0 || session_fd < 0)
 		return rc;
 	for (nfds_t i = 0; i < nfds; i++)
@@ -257,6 +255,7 @@ smtp_msg_read(void **ctx, int *len, void *arg)
 }
 
 static void batch_message_sent(struct smtp_session_state *st, smtp_message_t m);
+static void batch_heard(struct smtp_session_state *st, int event, void *what);
 
 static void
 smtp_event(smtp_session_t session, int event, void *arg, ...)
@@ -270,6 +269,13 @@ smtp_event(smtp_session_t session, int event, void *arg, ...)
 	case SMTP_EV_MESSAGESENT:
 		va_start(ap, arg);
 		batch_message_sent(st, va_arg(ap, smtp_message_t));
+		va_end(ap);
+		return;
+	case SMTP_EV_MAILSTATUS:
+	case SMTP_EV_RCPTSTATUS:
+		va_start(ap, arg);
+		(void)va_arg(ap, const char *); /* the mailbox */
+		batch_heard(st, event, va_arg(ap, void *));
 		va_end(ap);
 		return;
 	case SMTP_EV_EXTNA_STARTTLS:
@@ -287,20 +293,21 @@ smtp_event(smtp_session_t session, int event, void *arg, ...)
 	snprintf(st->event, sizeof(st->event), "%s: %s", st->t->hostport, why);
 }
 
-/* A reply's last line ("250 ok", not "250-...") ends the wait for it. */
+/*
+ * Counts what the server sent against the bound on a reply. libESMTP
+ * reads without polling while data is waiting, so a relay streaming
+ * continuation lines fast is seen here, never in poll(). Once a reply runs
+ * over, the connection is shut down: libESMTP's next reads find it broken
+ * (the relay's further bytes are answered with a reset) and it ends the
+ * session as a dropped connection.
+ */
 static void
-reply_end_note(const char *buf, size_t len)
+reply_watch_feed(const char *buf, size_t len)
 {
-	const char *p = buf, *end = buf + len;
-
-	while (p < end) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		size_t n = (size_t)((eol ? eol : end) - p);
-
-		if (n >= 3 && (n == 3 || p[3] != '-'))
-			reply_deadline_ms = 0;
-		p = eol ? eol + 1 : end;
-	}
+	if (session_fd < 0 || session_watch.limit_ms <= 0)
+		return;
+	if (smtp_reply_watch_feed(&session_watch, buf, len) != SMTP_REPLY_OK)
+		(void)shutdown(session_fd, SHUT_RDWR);
 }
 
 /* Keeps the first refusal line of buf read before MAIL FROM. */
@@ -338,7 +345,7 @@ smtp_monitor(const char *buf, int len, int writing, void *arg)
 	size_t n;
 
 	if (!writing && len > 0) {
-		reply_end_note(buf, (size_t)len);
+		reply_watch_feed(buf, (size_t)len);
 		refusal_note(st, buf, (size_t)len);
 	}
 	if (writing) {
@@ -481,6 +488,13 @@ struct smtp_batch {
 	smtp_recipient_t **rcpt;
 	struct smtp_result *res;
 	char **copies; /* CRLF copies of messages that needed them */
+	/* Which replies libESMTP reported through an event, as it does only
+	 * once it read the whole reply: a reply cut off keeps the code of its
+	 * first line ("250-...") in the status, which must not count. */
+	struct batch_heard {
+		int mail, data;
+		unsigned char *rcpt;
+	} * heard;
 	size_t n;
 };
 
@@ -494,12 +508,15 @@ batch_free(struct smtp_batch *b)
 			free(b->res[i].rcpt);
 		if (b->copies != NULL)
 			free(b->copies[i]);
+		if (b->heard != NULL)
+			free(b->heard[i].rcpt);
 	}
 	free(b->src);
 	free(b->msg);
 	free(b->rcpt);
 	free(b->res);
 	free(b->copies);
+	free(b->heard);
 }
 
 static int
@@ -512,8 +529,9 @@ batch_init(struct smtp_batch *b, struct transport_msg *msgs, size_t n,
 	b->rcpt = calloc(n, sizeof(*b->rcpt));
 	b->res = calloc(n, sizeof(*b->res));
 	b->copies = calloc(n, sizeof(*b->copies));
+	b->heard = calloc(n, sizeof(*b->heard));
 	if (b->src == NULL || b->msg == NULL || b->rcpt == NULL ||
-	    b->res == NULL || b->copies == NULL)
+	    b->res == NULL || b->copies == NULL || b->heard == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		size_t len, nr = msgs[i].nrcpt ? msgs[i].nrcpt : 1;
@@ -521,7 +539,9 @@ batch_init(struct smtp_batch *b, struct transport_msg *msgs, size_t n,
 
 		b->rcpt[i] = calloc(nr, sizeof(**b->rcpt));
 		b->res[i].rcpt = calloc(nr, sizeof(*b->res[i].rcpt));
-		if (b->rcpt[i] == NULL || b->res[i].rcpt == NULL)
+		b->heard[i].rcpt = calloc(nr, sizeof(*b->heard[i].rcpt));
+		if (b->rcpt[i] == NULL || b->res[i].rcpt == NULL ||
+		    b->heard[i].rcpt == NULL)
 			return -ENOMEM;
 		/* libESMTP needs CRLF: with bare LF it misreads the header
 		 * and leaves lone dots unstuffed. */
@@ -538,15 +558,42 @@ batch_init(struct smtp_batch *b, struct transport_msg *msgs, size_t n,
 	return 0;
 }
 
-/* Reads libESMTP's statuses of message i into the engine-neutral result. */
+/* Reads libESMTP's statuses of message i into the engine-neutral result;
+ * a reply never heard in full reads as no reply. */
 static void
 batch_collect_one(struct smtp_batch *b, struct transport_msg *msgs, size_t i)
 {
-	status_reply(&b->res[i].mail, smtp_reverse_path_status(b->msg[i]));
-	status_reply(&b->res[i].data, smtp_message_transfer_status(b->msg[i]));
+	const struct batch_heard *h = &b->heard[i];
+
+	status_reply(&b->res[i].mail,
+		     h->mail ? smtp_reverse_path_status(b->msg[i]) : NULL);
+	status_reply(&b->res[i].data,
+		     h->data ? smtp_message_transfer_status(b->msg[i]) : NULL);
 	for (size_t r = 0; r < msgs[i].nrcpt; r++)
 		status_reply(&b->res[i].rcpt[r],
-			     smtp_recipient_status(b->rcpt[i][r]));
+			     h->rcpt[r] ? smtp_recipient_status(b->rcpt[i][r])
+					: NULL);
+}
+
+/* libESMTP reported the reply to a MAIL (what: the message) or a RCPT
+ * (what: the recipient). */
+static void
+batch_heard(struct smtp_session_state *st, int event, void *what)
+{
+	struct smtp_batch *b = st->batch;
+
+	for (size_t i = 0; b != NULL && i < b->n; i++) {
+		if (event == SMTP_EV_MAILSTATUS && what == (void *)b->msg[i]) {
+			b->heard[i].mail = 1;
+			return;
+		}
+		for (size_t r = 0;
+		     event == SMTP_EV_RCPTSTATUS && r < st->msgs[i].nrcpt; r++)
+			if (what == (void *)b->rcpt[i][r]) {
+				b->heard[i].rcpt[r] = 1;
+				return;
+			}
+	}
 }
 
 static void
@@ -567,6 +614,7 @@ batch_message_sent(struct smtp_session_state *st, smtp_message_t m)
 	for (size_t i = 0; b != NULL && i < b->n; i++) {
 		if (b->msg[i] != m)
 			continue;
+		b->heard[i].data = 1;
 		batch_collect_one(b, st->msgs, i);
 		(void)smtp_judge(&b->res[i], &st->msgs[i], "");
 		transport_msg_settled(&st->msgs[i]);
@@ -603,16 +651,13 @@ smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 			goto out;
 
 	session_connect_timeout = t->connect_timeout;
-	session_reply_ms = t->timeout * 1000;
-	reply_deadline_ms = 0;
-	reply_expired = 0;
+	smtp_reply_watch_init(&session_watch, t->timeout * 1000);
 	smtp_tls_expect_host(t->host);
 	smtp_tls_error_clear();
 	(void)smtp_start_session(s); /* its verdict means little */
 	smtp_tls_expect_host(NULL);
 	session_connect_timeout = 0;
-	session_reply_ms = 0;
-	session_fd = -1;
+	session_fd = -1; /* the interposers let other callers be */
 
 	/* the most specific reason first; smtp_errno() is not reset by a
 	 * session, so the relay's own words beat it */
@@ -624,10 +669,9 @@ smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 			 t->hostport, smtp_tls_error());
 	else if (st.event[0] != '\0')
 		str_copy(sess->diag, st.event, sizeof(sess->diag));
-	else if (reply_expired)
-		snprintf(sess->diag, sizeof(sess->diag),
-			 "%s: no complete reply within %llds", t->hostport,
-			 (long long)t->timeout);
+	else if (session_watch.cut != SMTP_REPLY_OK)
+		smtp_reply_watch_diag(&session_watch, t->hostport, sess->diag,
+				      sizeof(sess->diag));
 	else if (st.refusal[0] != '\0')
 		snprintf(sess->diag, sizeof(sess->diag), "%s: refused: %s",
 			 t->hostport, st.refusal);

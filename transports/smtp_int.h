@@ -56,6 +56,44 @@ const char *smtp_batch_refusal(const struct smtp_result *res, size_t n);
 
 void smtp_reply_set(struct smtp_reply *r, int code, const char *text);
 
+/*
+ * The bound on one server reply, whichever engine reads it: all its lines
+ * (a "250-" line continues it, "250 " ends it) within the transport's
+ * timeout and within SMTP_REPLY_BYTES_MAX bytes. Per-read timeouts do not
+ * see a relay that streams continuation lines forever, each one quickly.
+ */
+#define SMTP_REPLY_BYTES_MAX 65536
+
+enum smtp_reply_cut {
+	SMTP_REPLY_OK,	 /* within bounds so far */
+	SMTP_REPLY_LATE, /* not complete within the timeout */
+	SMTP_REPLY_HUGE	 /* over SMTP_REPLY_BYTES_MAX */
+};
+
+struct smtp_reply_watch {
+	int64_t limit_ms;	 /* what a whole reply may take; 0: unbounded */
+	int64_t deadline;	 /* monotonic ms; 0: no reply awaited */
+	size_t bytes;		 /* of the reply being read */
+	size_t line_len;	 /* bytes of its current line so far */
+	char head[4];		 /* the first bytes of that line */
+	enum smtp_reply_cut cut; /* sticky once set */
+};
+
+/* Resets w for a new session whose replies may each take limit_ms. */
+void smtp_reply_watch_init(struct smtp_reply_watch *w, int64_t limit_ms);
+
+/* A reply is awaited from now on: starts its clock unless it runs. */
+void smtp_reply_watch_await(struct smtp_reply_watch *w);
+
+/* Feeds bytes read from the server (any split: lines may span calls).
+ * Returns w->cut: not SMTP_REPLY_OK once a reply ran over. */
+enum smtp_reply_cut smtp_reply_watch_feed(struct smtp_reply_watch *w,
+					  const char *buf, size_t len);
+
+/* Why the session ended after a cut, as "host:port: ..." in buf. */
+void smtp_reply_watch_diag(const struct smtp_reply_watch *w,
+			   const char *hostport, char *buf, size_t len);
+
 /* Reads the password (the Mailu token) now: 0, or -errno with a reason
  * in err that never contains the secret. */
 int smtp_password_read(const struct smtp_transport *t, char *buf, size_t len,

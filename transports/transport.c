@@ -3,10 +3,12 @@
  * every recipient always leaves deliver() with an outcome.
  */
 #include <errno.h>
-#include <stdlib.h>
-#include <sys/stat.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "spool/util.h"
 #include "spool/transport.h"
@@ -170,25 +172,71 @@ transport_crlf(const char *data, size_t len, char **out, size_t *outlen)
 	return 0;
 }
 
-int
-transport_secret_check(const char *path, char *err, size_t errlen)
+/* "name (uid N)" of a uid, or "uid N" when it has no name. */
+static void
+uid_describe(uid_t uid, char *buf, size_t len, char *name, size_t namelen)
 {
-	struct stat sb;
+	struct passwd pw, *res = NULL;
+	char pwbuf[1024];
 
-	if (stat(path, &sb) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -errno;
+	if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 &&
+	    res != NULL) {
+		snprintf(buf, len, "%s (uid %u)", pw.pw_name, (unsigned)uid);
+		str_copy(name, pw.pw_name, namelen);
+	} else {
+		snprintf(buf, len, "uid %u", (unsigned)uid);
+		snprintf(name, namelen, "%u", (unsigned)uid);
 	}
-	if (!S_ISREG(sb.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
+}
+
+int
+transport_secret_stat_check(const char *what, const char *path,
+			    const struct stat *sb, char *err, size_t errlen)
+{
+	uid_t me = geteuid();
+	char found[300], mine[300], name[256], myname[256];
+
+	if (!S_ISREG(sb->st_mode)) {
+		snprintf(err, errlen, "%s %s: not a regular file", what, path);
 		return -EINVAL;
 	}
-	if (sb.st_mode & (S_IRWXG | S_IRWXO)) {
+	if (sb->st_mode & (S_IRWXG | S_IRWXO)) {
 		snprintf(err, errlen,
-			 "%s: readable by group or others (mode %03o); "
+			 "%s %s: readable by group or others (mode %03o); "
 			 "chmod 600 it",
-			 path, (unsigned)(sb.st_mode & 0777));
+			 what, path, (unsigned)(sb->st_mode & 0777));
 		return -EPERM;
 	}
-	return 0;
+	if (sb->st_uid == 0 || sb->st_uid == me)
+		return 0;
+	uid_describe(sb->st_uid, found, sizeof(found), name, sizeof(name));
+	uid_describe(me, mine, sizeof(mine), myname, sizeof(myname));
+	if (me == 0)
+		snprintf(err, errlen,
+			 "%s %s: owned by %s, not by root (spoold runs as "
+			 "root); chown root %s",
+			 what, path, found, path);
+	else
+		snprintf(err, errlen,
+			 "%s %s: owned by %s, not by root or by %s, the user "
+			 "spoold runs as; chown %s %s",
+			 what, path, found, mine, myname, path);
+	return -EPERM;
+}
+
+int
+transport_secret_check(const char *what, const char *path, char *err,
+		       size_t errlen)
+{
+	struct stat sb;
+	int rc;
+
+	/* stat, not lstat: a symlink (a Kubernetes secret) counts by its
+	 * target */
+	if (stat(path, &sb) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return rc;
+	}
+	return transport_secret_stat_check(what, path, &sb, err, errlen);
 }

@@ -5,6 +5,7 @@
 #define SPOOL_TRANSPORT_INT_H
 
 #include <stddef.h>
+#include <sys/stat.h>
 
 #include "spool/transport.h"
 
@@ -19,9 +20,20 @@ void transport_set_reply(struct transport_rcpt *o, enum deliv_status st,
  */
 int transport_crlf(const char *data, size_t len, char **out, size_t *outlen);
 
-/* Refuses a secret file that is missing, not a regular file, or readable
- * by group or others. 0 or -errno with one line in err. */
-int transport_secret_check(const char *path, char *err, size_t errlen);
+/*
+ * Refuses a secret file that is missing, not a regular file, readable by
+ * group or others, or owned by anyone but root and the user this process
+ * runs as (its effective uid: the daemon's user, whichever it is): its
+ * owner could read the secret or swap it. 0 or -errno with one line in
+ * err that names path (as what, e.g. "password_file") and, for an owner,
+ * the one found, the ones wanted and the chown that fixes it.
+ */
+int transport_secret_check(const char *what, const char *path, char *err,
+			   size_t errlen);
+/* The same checks on an open secret's fstat, at each use. */
+int transport_secret_stat_check(const char *what, const char *path,
+				const struct stat *sb, char *err,
+				size_t errlen);
 
 int smtp_global_init(char *err, size_t errlen);
 

@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 
 MAX_LINE = 4096
@@ -269,8 +270,13 @@ class Server:
 
 async def main_async(opts):
     srv = Server(opts)
+    tls = None
+    if opts.tls_cert is not None:
+        # implicit TLS (port 465 style): the handshake comes first
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(opts.tls_cert, opts.tls_key)
     server = await asyncio.start_server(srv.handle, opts.host, opts.port,
-                                        limit=STREAM_LIMIT)
+                                        limit=STREAM_LIMIT, ssl=tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -299,7 +305,13 @@ def main():
                    help="while FILE exists, hold each 250 after DATA; "
                    "append the transaction number to FILE.held when one "
                    "is held and to FILE.replied once it was sent")
+    p.add_argument("--tls-cert", default=None, metavar="FILE",
+                   help="speak implicit TLS with this certificate chain")
+    p.add_argument("--tls-key", default=None, metavar="FILE",
+                   help="the private key of --tls-cert")
     opts = p.parse_args()
+    if (opts.tls_cert is None) != (opts.tls_key is None):
+        p.error("--tls-cert and --tls-key go together")
     try:
         asyncio.run(main_async(opts))
     except OSError as e:

@@ -12,6 +12,11 @@ ready" line) and adds, all off by default:
                               connections). After a 421 the relay closes
                               the connection, as RFC 5321 says; after a
                               refused greeting it answers only QUIT.
+  --reply STAGE=TEXT          answer TEXT (a whole reply line, code first;
+                              Python escapes such as \x1b and \x9b give raw
+                              bytes) at STAGE (not dot) instead of going on,
+                              as --fault does: e.g. a refusal that carries
+                              terminal escapes. A 421 ends the connection.
   --drop-after-data TIMES     store the payload, then close the connection
                               without a reply: a relay that took the
                               message and died before saying so. The first
@@ -21,6 +26,13 @@ ready" line) and adds, all off by default:
   --faulty-connections N      the faults above (not the drop) apply to the
                               first N connections only; later ones are
                               served normally: a relay that recovers.
+  --endless STAGE             at STAGE (greeting, ehlo, mail, rcpt, data,
+                              dot) answer a multi-line reply that never
+                              ends: "CODE-endless line N" lines, one every
+                              --endless-interval seconds (default 0.05;
+                              0: as fast as the client reads), so no read
+                              waits long. When the client gives up, logs
+                              "endless reply cut after N lines at UNIXTIME".
 
 Every accepted connection is logged on stdout as
 "connection N from PEER at UNIXTIME", so a test can count how often the
@@ -32,6 +44,7 @@ Failure policy: a bad option exits non-zero with a message before binding.
 
 import argparse
 import asyncio
+import codecs
 import os
 import sys
 import time
@@ -59,11 +72,25 @@ class Faults:
                                  "STAGE=CODE[:TIMES], STAGE one of %s)"
                                  % (spec, ", ".join(STAGES)))
             self.codes[stage] = [int(code), int(times) if times else None]
+        self.texts = {}  # stage -> the raw reply line
+        for spec in opts.reply:
+            stage, _, text = spec.partition("=")
+            raw = codecs.escape_decode(text.encode())[0]
+            if stage not in STAGES[:-1] or not raw[:3].isdigit():
+                raise SystemExit("fault_relay: bad --reply %r (want "
+                                 "STAGE=CODE TEXT, STAGE one of %s)"
+                                 % (spec, ", ".join(STAGES[:-1])))
+            self.texts[stage] = raw
         self.drops_left = opts.drop_after_data
         self.no_greeting = opts.no_greeting
         self.byte_delay = opts.byte_delay
         self.faulty_connections = opts.faulty_connections
         self.connections = 0
+        if opts.endless is not None and opts.endless not in STAGES:
+            raise SystemExit("fault_relay: bad --endless %r (want one of %s)"
+                             % (opts.endless, ", ".join(STAGES)))
+        self.endless = opts.endless
+        self.endless_interval = opts.endless_interval
 
     def due(self, stage):
         f = self.codes.get(stage)
@@ -96,9 +123,39 @@ class FaultSession(capture_sink.Session):
             await self.w.drain()
             await asyncio.sleep(FAULTS.byte_delay)
 
+    async def stream_endless(self, code):
+        """Sends continuation lines of a reply until the client hangs up,
+        then ends the connection."""
+        n = 0
+        try:
+            while not self.w.is_closing():
+                n += 1
+                self.w.write(b"%d-endless line %d of a reply that never "
+                             b"ends\r\n" % (code, n))
+                await self.w.drain()
+                if FAULTS.endless_interval > 0:
+                    await asyncio.sleep(FAULTS.endless_interval)
+                elif n % 64 == 0:
+                    await asyncio.sleep(0)  # let the loop breathe
+        except (ConnectionError, OSError):
+            pass
+        print("endless reply cut after %d lines at %.3f" % (n, time.time()),
+              flush=True)
+        raise ConnectionResetError("endless reply cut")
+
     async def fault(self, stage):
         """Answers the fault due at stage, if any: True when it did. A 421
         ends the connection."""
+        if FAULTS.endless == stage and self.faulty:
+            await self.stream_endless(220 if stage == "greeting" else
+                                      354 if stage == "data" else 250)
+        text = FAULTS.texts.get(stage) if self.faulty else None
+        if text is not None:
+            self.w.write(text + b"\r\n")
+            await self.w.drain()
+            if text.startswith(b"421"):
+                raise ConnectionResetError("421 sent")
+            return True
         code = FAULTS.due(stage) if self.faulty else None
         if code is None:
             return False
@@ -160,15 +217,18 @@ class FaultSession(capture_sink.Session):
         if await self.fault("data"):
             self.reset()
             return None
-        drop = FAULTS.drop_due()
+        endless = FAULTS.endless == "dot" and self.faulty
+        drop = not endless and FAULTS.drop_due()
         code = None if drop or not self.faulty else FAULTS.due("dot")
-        if not drop and code is None:
+        if not drop and not endless and code is None:
             return await super().cmd_data(arg)
         await self.reply("354 end data with <CR><LF>.<CR><LF>")
         try:
             data = await self.read_data()
         except (asyncio.IncompleteReadError, ConnectionError):
             return False
+        if endless:
+            await self.stream_endless(250)
         if drop:
             self.srv.store.save(self.mail_from, self.rcpt_to, self.helo,
                                 self.peer, data or b"")
@@ -186,10 +246,13 @@ def main():
     global FAULTS
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--fault", action="append", default=[])
+    p.add_argument("--reply", action="append", default=[])
     p.add_argument("--drop-after-data", type=int, default=0)
     p.add_argument("--no-greeting", action="store_true")
     p.add_argument("--byte-delay", type=float, default=0.0)
     p.add_argument("--faulty-connections", type=int, default=None)
+    p.add_argument("--endless", default=None)
+    p.add_argument("--endless-interval", type=float, default=0.05)
     opts, rest = p.parse_known_args()
     FAULTS = Faults(opts)
     # the sink's server builds sessions from its module's Session

@@ -4,7 +4,9 @@
 # stderr names the file and says "readable by group or others" (never the
 # token). So is a symlink to such a file (the mode that counts is the
 # target's), and a password_file that is a FIFO, a directory, a device
-# or missing (refused at once, without blocking on the FIFO). With mode
+# or missing (refused at once, without blocking on the FIFO), or that is
+# owned by nobody, directly or as a symlink's target (refused with the
+# owner found, the one wanted and the chown to run). With mode
 # 0600 the same configuration starts and delivers to Mailu, and so it
 # does through a symlink to a 0600 file (how Kubernetes and Docker mount
 # secrets); the token is in no log and no spoolctl output.
@@ -70,6 +72,16 @@ ln -s /dev/null "$MAILU_TOKEN_FILE"
 spoold_refuses "symlink to a device" 'not a regular file'
 rm -f "$MAILU_TOKEN_FILE"
 spoold_refuses "missing file" 'No such file'
+# owned by another user than root (spoold's user here)
+NOBODY_UID=$(id -u nobody)
+mailu_client_token "$MAILU_TOKEN" 600
+chown nobody "$MAILU_TOKEN_FILE"
+spoold_refuses "a file of nobody's" \
+	"owned by nobody (uid $NOBODY_UID), not by root (spoold runs as root); chown root $MAILU_TOKEN_FILE"
+token_link 600
+chown nobody "$T/token-target"
+spoold_refuses "symlink to a file of nobody's" \
+	"owned by nobody (uid $NOBODY_UID), not by root"
 
 # 0600: starts and delivers
 mailu_client_token "$MAILU_TOKEN" 600
@@ -113,6 +125,19 @@ t0=$(date +%s%N)
 spoolctl status >/dev/null || fail "status failed with a FIFO token"
 [ "$(ms_since "$t0")" -lt 1000 ] || fail "status slow with a FIFO token"
 mailu_client_token "$MAILU_TOKEN" 600
+spoolctl flush "$id" >/dev/null
+wait_in_sink "$MAILU_SINK_DIR" "$mid" 20 >/dev/null
+
+# given to nobody while spoold runs: refused at the next connection, and
+# the message waits (never fails) until the owner is right again
+chown nobody "$MAILU_TOKEN_FILE"
+out=$(submit_msg secret-owner)
+id=${out%% *}
+mid=${out#* }
+err=$(wait_attempted "$id" 20)
+case $err in *"owned by nobody"*"chown root"*) ;; *) fail "token of nobody's: $err" ;; esac
+[ ! -e "$SPOOL/failed/$id" ] || fail "token of nobody's: $id failed"
+chown root "$MAILU_TOKEN_FILE"
 spoolctl flush "$id" >/dev/null
 wait_in_sink "$MAILU_SINK_DIR" "$mid" 20 >/dev/null
 stop_spoold

@@ -367,6 +367,12 @@ test_refusals(void **state)
 	    {"[transport a]\nport = 99999\n", ":2: [transport a] port"},
 	    {"[transport a]\ntls = maybe\n", "tls: \"maybe\""},
 	    {"[transport a]\nhost=x\nuser = u\n", "password_file"},
+	    /* AUTH never in clear, tls = none being the default */
+	    {"[transport a]\nhost=x\nuser = u\npassword_file = /p\n",
+	     "[transport a] tls: with user set, tls = none would send"},
+	    {"[transport a]\nhost=x\ntls = none\nuser = u\npassword_file = "
+	     "/p\n",
+	     "set tls = starttls or tls = implicit, or remove user"},
 	    {"[transport a]\ntype = maildir\n", "absolute path"},
 	    {"[weird]\nkey = 1\n", "unknown section"},
 	    {"[spool]\nnope = 1\n", "nope: unknown key"},
@@ -426,6 +432,27 @@ test_unknown_env(void **state)
 	assert_non_null(strstr(err, "SPOOLD_BOGUS"));
 }
 
+/* A sidecar's environment cannot turn AUTH over plain text on either. */
+static void
+test_env_plaintext_auth(void **state)
+{
+	struct conf cf;
+	char err[256];
+
+	(void)state;
+	if (access(CONF_DEFAULT_PATH, F_OK) == 0)
+		skip();
+	setenv("SPOOLD_TRANSPORT_MAILU_HOST", "mail.example.org", 1);
+	setenv("SPOOLD_TRANSPORT_MAILU_USER", "u@example.org", 1);
+	setenv("SPOOLD_TRANSPORT_MAILU_PASSWORD_FILE", "/run/token", 1);
+	assert_int_equal(conf_load(&cf, NULL, err, sizeof(err)), EX_CONFIG);
+	if (strstr(err, "[transport mailu] tls: with user set") == NULL)
+		fail_msg("%s", err);
+	setenv("SPOOLD_TRANSPORT_MAILU_TLS", "implicit", 1);
+	assert_int_equal(conf_load(&cf, NULL, err, sizeof(err)), 0);
+	conf_free(&cf);
+}
+
 static void
 test_values(void **state)
 {
@@ -461,6 +488,7 @@ main(void)
 	    cmocka_unit_test_teardown(test_refusals, teardown),
 	    cmocka_unit_test_teardown(test_missing_named_file, teardown),
 	    cmocka_unit_test_teardown(test_unknown_env, teardown),
+	    cmocka_unit_test_teardown(test_env_plaintext_auth, teardown),
 	    cmocka_unit_test(test_values),
 	};
 

@@ -566,6 +566,56 @@ smtp_secret_mode_refused(void **state)
 	unlink(path);
 }
 
+/* A secret owned by another user than root and this process's own is
+ * refused, its target's owner counting through a symlink; the line says
+ * who owns it and the chown that fixes it. */
+static void
+smtp_secret_owner_refused(void **state)
+{
+	char path[] = "/tmp/test_transport.secret.XXXXXX", err[512];
+	char link[sizeof(path) + 8], want[128];
+	struct conf_transport cf = {0};
+	struct transport *t = NULL;
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(link, sizeof(link), "%s.link", path);
+	assert_int_equal(symlink(path, link), 0);
+	str_copy(cf.name, "mailu", sizeof(cf.name));
+	cf.type = CONF_TRANSPORT_SMTP;
+	cf.host = "127.0.0.1";
+	cf.port = 25;
+	cf.tls = CONF_TLS_STARTTLS;
+	cf.user = (char *)test_user;
+	/* this process's own file (root's when the tests run as root) */
+	cf.password_file = path;
+	assert_int_equal(transport_create(&t, &cf, err, sizeof(err)), 0);
+	transport_destroy(t);
+	if (geteuid() == 0) {
+		/* given away: to nobody's uid, named or not */
+		assert_int_equal(chown(path, 65534, (gid_t)-1), 0);
+		for (int i = 0; i < 2; i++) {
+			cf.password_file = i == 0 ? path : link;
+			t = NULL;
+			assert_int_equal(
+			    transport_create(&t, &cf, err, sizeof(err)),
+			    -EPERM);
+			assert_null(t);
+			if (strstr(err, "uid 65534), not by root") == NULL &&
+			    strstr(err, "uid 65534, not by root") == NULL)
+				fail_msg("%s", err);
+			snprintf(want, sizeof(want), "; chown root %s",
+				 cf.password_file);
+			if (strstr(err, want) == NULL)
+				fail_msg("%s", err);
+		}
+	}
+	unlink(link);
+	unlink(path);
+}
+
 /* ---- AUTH -------------------------------------------------------------- */
 
 /* What AUTH PLAIN sends for test_user and token. */
@@ -774,6 +824,7 @@ main(void)
 	    cmocka_unit_test(smtp_connect_timeout),
 	    cmocka_unit_test(smtp_connection_refused),
 	    cmocka_unit_test(smtp_secret_mode_refused),
+	    cmocka_unit_test(smtp_secret_owner_refused),
 	    cmocka_unit_test(smtp_auth_token_rotation),
 	    cmocka_unit_test(smtp_auth_refused),
 	    cmocka_unit_test(smtp_auth_not_offered),

@@ -46,4 +46,37 @@ int fsync_dir_path(const char *path);
  * (-EFBIG; the input is then drained). 0 or -errno; *out NUL-terminated. */
 int read_all_fd(int fd, size_t max, char **out, size_t *len);
 
+/*
+ * Terminal-safe text. Relay replies, headers, envelope addresses and file
+ * names come from outside; printed raw, an ESC or C1 sequence in one
+ * rewrites the operator's terminal. str_escape_terminal() writes src[0,
+ * len) into dst (size bytes, always NUL-terminated) so that:
+ *   - printable ASCII and valid UTF-8 characters pass unchanged;
+ *   - a backslash becomes "\\", so every backslash shown starts an escape;
+ *   - TAB, LF and CR become "\t", "\n", "\r"; other C0 controls, DEL and
+ *     every byte that is not part of valid UTF-8 (stray continuation bytes,
+ *     overlong forms, surrogates, over U+10FFFF, cut sequences) become
+ *     "\xNN";
+ *   - the C1 controls U+0080-U+009F and the bidirectional controls
+ *     (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069), though valid UTF-8,
+ *     become "\u0085", "\u202e" and so on.
+ * An escape or a character is never split: when the result does not fit,
+ * it is cut after a whole character and ends with STR_ESCAPE_CUT (given
+ * size >= 4). Returns strlen(dst). STR_ESCAPE_SIZE(len) bytes always hold
+ * the whole result.
+ */
+#define STR_ESCAPE_CUT "..."
+#define STR_ESCAPE_SIZE(len) ((len)*4 + 1)
+size_t str_escape_terminal(char *dst, size_t size, const char *src, size_t len);
+
+/*
+ * The same guarantee for JSON text (cJSON escapes only C0 controls, the
+ * quote and the backslash): returns a malloc'd copy of json in which DEL,
+ * C1 and bidirectional controls are written "\u007f", "\u009b", ...
+ * and bytes that are not valid UTF-8 "\ufffd" (JSON must be UTF-8). Only
+ * bytes outside ASCII and DEL are touched, which in JSON text occur only
+ * inside strings. NULL when out of memory.
+ */
+char *str_escape_json(const char *json);
+
 #endif
