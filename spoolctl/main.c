@@ -535,23 +535,10 @@ cmd_list(const char *conf_path, int argc, char **argv)
 #define MAILQ_STRING_FORMAT "%-11s %7s %-20s %s\n"
 #define MAILQ_SENDER_FORMAT "%-11s %7llu %-20.20s %s\n"
 
-/* s for one output line: control characters shown as '?'. */
-static const char *
-mailq_printable(const char *s, char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; s[i] != '\0' && i + 1 < len; i++)
-		buf[i] =
-		    (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-	buf[i] = '\0';
-	return buf;
-}
-
 static void
 mailq_print_msg(const struct queue_msg_info *m)
 {
-	char id[QUEUE_ID_LEN + 3], when[32], line[QUEUE_REPLY_MAX + 8];
+	char id[QUEUE_ID_LEN + 3], when[32], line[CTL_ESC_MAX];
 	const char *saved = "";
 	time_t t = (time_t)m->queued_at;
 	struct tm tm;
@@ -567,7 +554,7 @@ mailq_print_msg(const struct queue_msg_info *m)
 		when[0] = '\0';
 	printf(MAILQ_SENDER_FORMAT, id, (unsigned long long)m->size, when,
 	       m->sender != NULL && m->sender[0] != '\0'
-		   ? mailq_printable(m->sender, line, sizeof(line))
+		   ? ctl_esc(line, m->sender)
 		   : "MAILER-DAEMON");
 	for (size_t i = 0; i < m->nrcpt; i++) {
 		const struct queue_rcpt_info *r = &m->rcpt[i];
@@ -583,10 +570,10 @@ mailq_print_msg(const struct queue_msg_info *m)
 
 			saved = why;
 			printf("%*s(%s)\n", pad > 0 ? pad : 0, "",
-			       mailq_printable(show, line, sizeof(line)));
+			       ctl_esc(line, show));
 		}
 		printf(MAILQ_STRING_FORMAT, "", "", "",
-		       mailq_printable(r->address, line, sizeof(line)));
+		       ctl_esc(line, r->address));
 	}
 }
 

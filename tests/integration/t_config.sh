@@ -112,6 +112,7 @@ dir = $T/ro/spool
 [transport relay]
 host = 127.0.0.1
 port = $SINK_PORT
+tls = starttls
 user = u
 password_file = $T/token
 
@@ -125,7 +126,7 @@ rc=0
 out=$(runuser -u nobody -- "$SPOOLD" -c "$CONF" --check-config 2>&1) ||
 	rc=$?
 [ "$rc" = 78 ] || fail "check-config exit $rc, want 78: $out"
-echo "$out" | grep -qF "[transport relay]: $T/token: readable by group or others" ||
+echo "$out" | grep -qF "[transport relay]: password_file $T/token: readable by group or others" ||
 	fail "check-config missed the secret's mode: $out"
 echo "$out" | grep -qF "[spool] dir: $T/ro: Permission denied (as uid $(id -u nobody)" ||
 	fail "check-config missed the spool folder: $out"

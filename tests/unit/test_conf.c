@@ -182,7 +182,7 @@ test_quotes_and_case(void **state)
 	setenv("SPOOLD_TRANSPORT_MAILU_PORT", "\"2525\"", 1);
 	write_conf("[SPOOL]\nDir = \"/tmp/quoted spool\"\n"
 		   "[Delivery]\nroute = Mailu\n"
-		   "[Transport  Mailu]\nhost = \"localhost\"\n"
+		   "[Transport  Mailu]\nhost = \"localhost\"\ntls = 'starttls'\n"
 		   "password_file = '/run/a#b'\nuser = \"u\n"
 		   "helo = \"\"\n");
 	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)), 0);
