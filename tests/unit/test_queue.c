@@ -383,9 +383,8 @@ test_submit_never_overwrites(void **ctx)
 
 	snprintf(p, sizeof(p), "%s/new/%s", fx->dir, id);
 	write_file(p, "precious", 8);
-	assert_int_equal(spool_submit_id(sp, id, "a@b", rcpt, 1,
-						test_msg, strlen(test_msg),
-						fx->err, ERRLEN),
+	assert_int_equal(spool_submit_id(sp, id, "a@b", rcpt, 1, test_msg,
+					 strlen(test_msg), fx->err, ERRLEN),
 			 -EEXIST);
 	assert_non_null(strstr(fx->err, id));
 	assert_non_null(strstr(fx->err, "File exists"));
