@@ -32,6 +32,9 @@ id nobody >/dev/null 2>&1 || skip "no user nobody"
 PY=$(PATH=/usr/bin:/bin command -v python3) ||
 	skip "no python3 in /usr/bin or /bin for user nobody"
 NOBODY_UID=$(id -u nobody)
+# ids of the attack files: made now (an id's time is the message's age
+# when it has no T line): P, then four hex digits
+P=$(printf '%014x' "$(date +%s%6N)")aaaaaa
 
 # the relay is down at first: the descriptor phase needs a message that
 # is due while spoold has no descriptor left
@@ -275,10 +278,10 @@ root_submit leases
 spoolfile rdlease | input rdlease
 spoolfile wrlease | input wrlease
 rm -f "$T/lease.stop"
-nb lease 0661ec93ce0479d24f5c1111 "$T/in/rdlease" rd "$T/lease.stop" \
+nb lease ${P}1111 "$T/in/rdlease" rd "$T/lease.stop" \
 	>"$T/rdlease.out" &
 T_PIDS+=("rdlease $!")
-nb lease 0661ec93ce0479d24f5c2222 "$T/in/wrlease" wr "$T/lease.stop" \
+nb lease ${P}2222 "$T/in/wrlease" wr "$T/lease.stop" \
 	>"$T/wrlease.out" &
 wr_pid=$!
 T_PIDS+=("wrlease $wr_pid")
@@ -287,9 +290,9 @@ wait_for_count $((n0 + 2)) 10 # root's message and the read-leased one
 grep -q '^Subject: rdlease' "$SINK_DIR"/*.eml ||
 	fail "the read-leased file was not delivered at once"
 sleep 2
-[ -e "$SPOOL/new/0661ec93ce0479d24f5c2222" ] ||
+[ -e "$SPOOL/new/${P}2222" ] ||
 	fail "the write-leased file left new/ while leased"
-[ "$(state_of 0661ec93ce0479d24f5c2222)" != failed ] ||
+[ "$(state_of ${P}2222)" != failed ] ||
 	fail "a write lease failed the message"
 touch "$T/lease.stop"
 wait "$wr_pid" || true
@@ -306,11 +309,11 @@ printf 'SPOOLD 1\nS evil@example.org\nR evil@example.net\n\nSubject: EVIL\r\n\r\
 big=$(head -c 300000 /dev/zero | tr '\0' 'b' | fold -w 70)
 { spoolfile truncloop; echo "$big"; } | input truncloop
 # the relay defers defer@: the copy stays in cur/ to be looked at
-nb rewrite 0661ec93ce0479d24f5c3333 "$T/in/rewrite" "$T/in/evil" \
+nb rewrite ${P}3333 "$T/in/rewrite" "$T/in/evil" \
 	>"$T/rewrite.out" &
 rw_pid=$!
 T_PIDS+=("rewrite $rw_pid")
-nb truncloop 0661ec93ce0479d24f5c4444 "$T/in/truncloop" 4 >"$T/trunc.out" &
+nb truncloop ${P}4444 "$T/in/truncloop" 4 >"$T/trunc.out" &
 tr_pid=$!
 T_PIDS+=("truncloop $tr_pid")
 wait "$tr_pid" || fail "the truncation loop failed"
@@ -318,8 +321,8 @@ log "truncation: $(cat "$T/trunc.out")"
 wait_log_line "$T/rewrite.out" rewritten 20 || fail "nobody never rewrote"
 sleep 1
 pinger_stop
-f="$SPOOL/cur/0661ec93ce0479d24f5c3333"
-[ -f "$f" ] || f="$SPOOL/new/0661ec93ce0479d24f5c3333"
+f="$SPOOL/cur/${P}3333"
+[ -f "$f" ] || f="$SPOOL/new/${P}3333"
 grep -q 'body of rewrite' "$f" && ! grep -q EVIL "$f" ||
 	fail "the rewrite reached the queued file: $(head -c 200 "$f")"
 [ "$(stat -c %u "$f")" = 0 ] || fail "cur/ holds nobody's own file"
@@ -329,27 +332,27 @@ log "rewrite after pickup: cur/ holds spoold's unchanged copy"
 # ---- files that are not files, sizes and counts beyond the bounds ------------
 pinger_start refused
 root_submit refused
-as_nobody mkfifo "$SPOOL/new/0661ec93ce0479d24f5c5555"
-as_nobody ln -s /etc/passwd "$SPOOL/new/0661ec93ce0479d24f5c6666"
-mknod "$SPOOL/new/0661ec93ce0479d24f5c7777" c 1 3
+as_nobody mkfifo "$SPOOL/new/${P}5555"
+as_nobody ln -s /etc/passwd "$SPOOL/new/${P}6666"
+mknod "$SPOOL/new/${P}7777" c 1 3
 spoolfile sparse | input sparse
-nb sparse 0661ec93ce0479d24f5c8888 "$T/in/sparse"
+nb sparse ${P}8888 "$T/in/sparse"
 "$PY" -c '
 import sys
 sys.stdout.write("SPOOLD 1\nS nobody@example.org\n")
 for i in range(200000):
     sys.stdout.write("R r%d@example.net\n" % i)
 sys.stdout.write("\nSubject: many\r\n\r\nmany\r\n")' | input many
-nb drop 0661ec93ce0479d24f5c9999 "$T/in/many"
+nb drop ${P}9999 "$T/in/many"
 printf 'SPOOLD 1\nS attacker@vm> RET=FULL ENVID=X AUTH=<ceo@example.org>\nR inject1@example.net\n\nSubject: inject1\r\n\r\nx\r\n' |
 	input inject1
 printf 'SPOOLD 1\nS nobody@example.org\nR inject2@example.net> NOTIFY=NEVER ORCPT=rfc822;x@y\n\nSubject: inject2\r\n\r\nx\r\n' |
 	input inject2
 printf 'SPOOLD 1\nS nobody@example.org\nR nul@example.net\n\nSubject: nul\r\n\r\na\0b\r\n' |
 	input nul
-nb drop 0661ec93ce0479d24f5caaaa "$T/in/inject1"
-nb drop 0661ec93ce0479d24f5cbbbb "$T/in/inject2"
-nb drop 0661ec93ce0479d24f5ccccc "$T/in/nul"
+nb drop ${P}aaaa "$T/in/inject1"
+nb drop ${P}bbbb "$T/in/inject2"
+nb drop ${P}cccc "$T/in/nul"
 # submit holds to the same cap: 1,001 recipients are refused (65)
 rc=0
 printf 'Subject: cap\n\nx\n' | spoolctl submit $(seq -f 'c%g@example.net' 1 1001) \
@@ -363,13 +366,13 @@ wait_failed_with "sender: bad address" 20
 wait_failed_with "recipient 1: bad address" 20
 wait_failed_with "NUL byte in the message" 20
 pinger_stop
-n=$(spoold_log_count 'r[0-9]+@example.net|0661ec93ce0479d24f5c9999')
+n=$(spoold_log_count "r[0-9]+@example.net|${P}9999")
 [ "$n" -le 2 ] || fail "200,000 R lines gave $n log lines"
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$SPOOLD_PID/status")
 log "VmHWM ${BASE_HWM} kB at start, ${hwm} kB now"
 [ "$hwm" -lt $((BASE_HWM + 65536)) ] ||
 	fail "spoold's peak RSS grew by $((hwm - BASE_HWM)) kB"
-[ -e /etc/passwd ] && [ -c "$SPOOL/failed/0661ec93ce0479d24f5c7777" ] ||
+[ -e /etc/passwd ] && [ -c "$SPOOL/failed/${P}7777" ] ||
 	fail "the device node did not go to failed/"
 log "FIFO, symlink, device, sparse 256 MiB, 200,000 R lines, ESMTP" \
 	"parameters and a NUL byte refused into failed/"
@@ -377,7 +380,7 @@ log "FIFO, symlink, device, sparse 256 MiB, 200,000 R lines, ESMTP" \
 # ---- what reached the relay -------------------------------------------------
 # deferred for ever; the delete waits while an attempt is in flight
 for _ in $(seq 1 50); do
-	spoolctl delete 0661ec93ce0479d24f5c3333 >/dev/null 2>&1 && break
+	spoolctl delete ${P}3333 >/dev/null 2>&1 && break
 	sleep 0.2
 done
 wait_spool_empty 30
@@ -393,7 +396,7 @@ bad=$(grep -lE 'RET=|NOTIFY=|ORCPT|attacker|EVIL|^Subject: (many|nul|sparse)' \
 [ -z "$bad" ] || fail "injected mail reached the relay: $bad"
 for id in $(spoolctl list --json --failed | sink_tool json "[m['id'] for m in d]" |
 	tr -d '[]",'); do
-	case $id in 0661ec93ce0479d24f5c*) ;;
+	case $id in "$P"*) ;;
 	*) fail "$id failed, but no attack file was its" ;;
 	esac
 done
