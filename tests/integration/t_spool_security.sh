@@ -117,9 +117,12 @@ printf 'Subject: held\n\nhi\n' |
 umask 022
 def=${ids[1]}
 failid=${ids[5]}
-[ "$(stat -c '%U %a' "$SPOOL/new/${ids[4]}" 2>/dev/null ||
-	stat -c '%U %a' "$SPOOL/cur/${ids[4]}")" = "nobody 600" ] ||
-	fail "nobody's message is not nobody's with mode 600"
+# nobody's file is nobody's in new/; what spoold keeps in cur/ is its own
+# copy, which nobody can no longer write or truncate
+own=$(stat -c '%U %a' "$SPOOL/new/${ids[4]}" 2>/dev/null) ||
+	own="$(stat -c '%U %a' "$SPOOL/cur/${ids[4]}") cur"
+[ "$own" = "nobody 600" ] || [ "$own" = "root 600 cur" ] ||
+	fail "nobody's message is $own, want nobody 600 in new/, root 600 in cur/"
 
 # queue_json: the queue as spoolctl list --json --all prints it
 queue_json() {
