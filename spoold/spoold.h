@@ -55,6 +55,9 @@ struct job {
 	size_t n;
 	struct transport_session sess;
 	int64_t started_ms;
+	/* the longest Retry-After of the transports tried before this one
+	 * in the same attempt, seconds */
+	int64_t retry_after;
 };
 
 struct workers;
