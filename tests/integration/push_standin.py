@@ -26,7 +26,8 @@ Accepted notifications go to DIR/events.jsonl. DIR/control.json, re-read
 at each request, holds the tokens and the faults to play:
   {"tokens": {"ntfy": "...", ...}, "rooms": {...}, "chats": {...},
    "fault": {"ntfy": {"status": 429, "retry_after": "5"} | {"hang": 30}
-             | {"drop_after_event": 1} }}
+             | {"drop_after_event": 1}, with "times": N to play it N
+             times only }}
 """
 import argparse
 import base64
@@ -101,6 +102,8 @@ class Handler(BaseHTTPRequestHandler):
                "body": raw.decode("utf-8", "replace"), "violations": [],
                "time": time.time()}
         fault = ctl.get("fault", {}).get(svc, {})
+        if fault.get("times") and ("status" in fault or fault.get("hang")):
+            self.fault_used(ctl, svc)
         if fault.get("hang"):
             rec["status"] = "hang"
             self.record(svc, rec)
@@ -131,15 +134,24 @@ class Handler(BaseHTTPRequestHandler):
         if event is not None and fault.get("drop_after_event"):
             # the event is in, the answer is lost: the client sees the
             # connection close (nginx answers it 502)
-            fault_file = os.path.join(self.server.dir, "control.json")
-            ctl["fault"].pop(svc)
-            with open(fault_file + ".tmp", "w") as f:
-                json.dump(ctl, f)
-            os.replace(fault_file + ".tmp", fault_file)
+            fault["times"] = 1
+            self.fault_used(ctl, svc)
             self.close_connection = True
             self.connection.shutdown(2)
             return
         self.answer(status, obj)
+
+    def fault_used(self, ctl, svc):
+        """Counts down a fault's "times"; at 0 the fault is gone."""
+        fault = ctl["fault"][svc]
+        fault["times"] -= 1
+        if fault["times"] <= 0:
+            ctl["fault"].pop(svc)
+        path = os.path.join(self.server.dir, "control.json")
+        with LOCK:
+            with open(path + ".tmp", "w") as f:
+                json.dump(ctl, f)
+            os.replace(path + ".tmp", path)
 
     # ---- the services ---------------------------------------------------
 
