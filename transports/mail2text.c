@@ -459,7 +459,9 @@ m2t_part_text(GMimePart *part, size_t *len)
 		g_mime_stream_flush(filtered);
 	ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
 	if ((out = malloc(ba->len + 1)) != NULL) {
-		memcpy(out, ba->data, ba->len);
+		/* an empty array may have no data at all */
+		if (ba->len > 0)
+			memcpy(out, ba->data, ba->len);
 		out[ba->len] = '\0';
 		*len = ba->len;
 	}
