@@ -246,6 +246,7 @@ conf_transport_get(struct conf_parser *p, const char *name)
 	t->probe_interval = 30;
 	t->probe_timeout = 5;
 	t->probe_method = CONF_PROBE_HEAD;
+	t->priority = -1;
 	return t;
 }
 
@@ -421,7 +422,24 @@ static const struct {
     {"helo", offsetof(struct conf_transport, helo)},
     {"probe_url", offsetof(struct conf_transport, probe_url)},
     {"path", offsetof(struct conf_transport, path)},
+    {"url", offsetof(struct conf_transport, url)},
+    {"token_file", offsetof(struct conf_transport, token_file)},
+    {"room", offsetof(struct conf_transport, room)},
+    {"chat_id", offsetof(struct conf_transport, chat_id)},
 };
+
+/* The `type =` words, by enum conf_transport_type. */
+static const char *const conf_transport_types[] = {
+    "smtp", "maildir", "ntfy", "gotify", "matrix", "telegram", "webhook",
+};
+
+const char *
+conf_transport_type_name(enum conf_transport_type t)
+{
+	return (size_t)t < ARRAY_SIZE(conf_transport_types)
+		   ? conf_transport_types[t]
+		   : "unknown";
+}
 
 /* Every key of a transport section, for splitting environment names. */
 static const char *const conf_transport_keys[] = {
@@ -433,7 +451,9 @@ static const char *const conf_transport_keys[] = {
     "timeout",	     "probe_url",
     "probe_expect",  "probe_interval",
     "probe_timeout", "path",
-    "probe_method",
+    "probe_method",  "url",
+    "token_file",    "room",
+    "chat_id",	     "priority",
 };
 
 static int
@@ -452,15 +472,26 @@ conf_transport_key(struct conf_parser *p, struct conf_transport *t,
 			    value);
 	}
 	if (strcmp(key, "type") == 0) {
-		if (strcmp(value, "smtp") == 0)
-			t->type = CONF_TRANSPORT_SMTP;
-		else if (strcmp(value, "maildir") == 0)
-			t->type = CONF_TRANSPORT_MAILDIR;
-		else {
-			conf_fail(p, sec, key, "\"%s\" is not smtp or maildir",
+		for (size_t i = 0; i < ARRAY_SIZE(conf_transport_types); i++) {
+			if (strcmp(value, conf_transport_types[i]) == 0) {
+				t->type = (enum conf_transport_type)i;
+				return 0;
+			}
+		}
+		conf_fail(p, sec, key,
+			  "\"%s\" is not smtp, maildir, ntfy, gotify, matrix, "
+			  "telegram or webhook",
+			  value);
+		return -1;
+	}
+	if (strcmp(key, "priority") == 0) {
+		if (parse_uint(value, 0, 10, &u) < 0) {
+			conf_fail(p, sec, key,
+				  "\"%s\" is not a priority from 0 to 10",
 				  value);
 			return -1;
 		}
+		t->priority = (int)u;
 		return 0;
 	}
 	if (strcmp(key, "port") == 0) {
@@ -869,6 +900,41 @@ conf_default_transport(struct conf_parser *p)
 	return conf_set_str(&t->host, "127.0.0.1");
 }
 
+/* The keys a push service cannot do without. */
+static int
+conf_push_check(struct conf_parser *p, const struct conf_transport *t,
+		const char *sec)
+{
+	const char *missing = NULL;
+
+	switch (t->type) {
+	case CONF_TRANSPORT_SMTP:
+	case CONF_TRANSPORT_MAILDIR:
+		return 0;
+	case CONF_TRANSPORT_MATRIX:
+		missing = t->room == NULL ? "room" : NULL;
+		break;
+	case CONF_TRANSPORT_TELEGRAM:
+		missing = t->chat_id == NULL ? "chat_id" : NULL;
+		break;
+	default:
+		break;
+	}
+	if (missing == NULL && t->type != CONF_TRANSPORT_TELEGRAM &&
+	    t->url == NULL)
+		missing = "url";
+	if (missing == NULL && t->token_file == NULL &&
+	    (t->type == CONF_TRANSPORT_GOTIFY ||
+	     t->type == CONF_TRANSPORT_MATRIX ||
+	     t->type == CONF_TRANSPORT_TELEGRAM))
+		missing = "token_file";
+	if (missing == NULL)
+		return 0;
+	conf_fail(p, sec, missing, "a %s transport needs it",
+		  conf_transport_type_name(t->type));
+	return -1;
+}
+
 /* Resolves the route and checks what needs the whole file. Each problem
  * is reported; the route keeps the transports that exist. */
 static void
@@ -928,6 +994,7 @@ conf_resolve(struct conf_parser *p)
 		    (t->path == NULL || t->path[0] != '/'))
 			conf_fail(p, sec, "path",
 				  "a maildir transport needs an absolute path");
+		conf_push_check(p, t, sec);
 		if ((t->user == NULL) != (t->password_file == NULL))
 			conf_fail(p, sec, t->user ? "password_file" : "user",
 				  "user and password_file go together");

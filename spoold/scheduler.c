@@ -862,6 +862,14 @@ msg_bounce(struct daemon *d, const struct queue_msg_info *m)
 			m->id, m->sender, err);
 }
 
+/* The longest Retry-After asked in this attempt so far. */
+static int64_t
+job_retry_after(const struct job *job)
+{
+	return job->sess.retry_after > job->retry_after ? job->sess.retry_after
+							: job->retry_after;
+}
+
 /* Applies one message's outcome to its record; 1 if it goes on to the
  * next transport of the route in this same attempt. */
 static int
@@ -929,6 +937,9 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 	}
 	m->state = QUEUE_MSG_DEFERRED;
 	m->next_attempt = retry_at(cf, m->attempts);
+	/* a service that asked for a pause (Retry-After) gets it */
+	if (m->next_attempt < now_s() + job_retry_after(job))
+		m->next_attempt = now_s() + job_retry_after(job);
 	return 0;
 }
 
@@ -1002,8 +1013,9 @@ sched_job_done(struct daemon *d, struct job *job)
 	/* Failover stays within the configuration the attempt began
 	 * with, even if SIGHUP replaced it meanwhile. */
 	pos = route_next_up(d, job->gen, job->route_pos + 1);
-	if (pos < job->gen->cf.route_count)
-		next = job_new(job->gen, pos, job->n);
+	if (pos < job->gen->cf.route_count &&
+	    (next = job_new(job->gen, pos, job->n)) != NULL)
+		next->retry_after = job_retry_after(job);
 	rc = outcomes_write(d, job, next, &c);
 	if (rc < 0) {
 		/* Each recipient's outcome is in the spool file already;

@@ -57,6 +57,9 @@ struct job {
 	struct transport_session sess;
 	int attempted; /* a session ran: sess says how the relay did */
 	int64_t started_ms;
+	/* the longest Retry-After of the transports tried before this one
+	 * in the same attempt, seconds */
+	int64_t retry_after;
 };
 
 struct workers;

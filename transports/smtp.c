@@ -166,54 +166,8 @@ int
 smtp_password_read(const struct smtp_transport *t, char *buf, size_t len,
 		   char *err, size_t errlen)
 {
-	struct stat sb;
-	ssize_t n;
-	int fd, rc = 0;
-
-	/* O_NONBLOCK: a FIFO put in its place must not hang a delivery
-	 * thread; the checks below refuse it */
-	fd = open(t->password_file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "password_file %s: %s", t->password_file,
-			 strerror(errno));
-		return rc;
-	}
-	/* the type, mode or owner may have changed since start */
-	if (fstat(fd, &sb) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "password_file %s: %s", t->password_file,
-			 strerror(errno));
-		close(fd);
-		return rc;
-	}
-	if ((rc = transport_secret_stat_check("password_file", t->password_file,
-					      &sb, err, errlen)) < 0) {
-		close(fd);
-		return rc;
-	}
-	n = read(fd, buf, len - 1);
-	if (n < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "password_file %s: %s", t->password_file,
-			 strerror(errno));
-	}
-	close(fd);
-	if (rc < 0)
-		return rc;
-	buf[n] = '\0';
-	/* a file written by echo ends in a newline that is not the token */
-	while (n > 0 && strchr("\r\n \t", buf[n - 1]) != NULL)
-		buf[--n] = '\0';
-	if (n == 0 || (size_t)n >= len - 1 || strpbrk(buf, "\r\n") != NULL) {
-		snprintf(err, errlen,
-			 "password_file %s: empty, over %zu bytes, or more "
-			 "than one line",
-			 t->password_file, len - 2);
-		explicit_bzero(buf, len);
-		return -EINVAL;
-	}
-	return 0;
+	return transport_secret_read(t->password_file, "password_file", buf,
+				     len, err, errlen);
 }
 
 /* ---- certificate checks (STARTTLS) ------------------------------------ */

@@ -3,7 +3,11 @@
  * every recipient always leaves deliver() with an outcome.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +19,9 @@
 #include "transport_int.h"
 
 static const struct transport_ops *const transport_types[] = {
-    &transport_smtp_ops,
-    &transport_maildir_ops,
+    &transport_smtp_ops,    &transport_maildir_ops, &transport_ntfy_ops,
+    &transport_gotify_ops,  &transport_matrix_ops,  &transport_telegram_ops,
+    &transport_webhook_ops,
 };
 
 const char *
@@ -37,8 +42,7 @@ int
 transport_create(struct transport **out, const struct conf_transport *cf,
 		 char *err, size_t errlen)
 {
-	const char *type =
-	    cf->type == CONF_TRANSPORT_MAILDIR ? "maildir" : "smtp";
+	const char *type = conf_transport_type_name(cf->type);
 
 	*out = NULL;
 	for (size_t i = 0; i < ARRAY_SIZE(transport_types); i++) {
@@ -115,7 +119,11 @@ transport_destroy(struct transport *t)
 int
 transport_global_init(char *err, size_t errlen)
 {
-	return smtp_global_init(err, errlen);
+	int rc = smtp_global_init(err, errlen);
+
+	if (rc == 0)
+		push_global_init();
+	return rc;
 }
 
 void
@@ -239,4 +247,55 @@ transport_secret_check(const char *what, const char *path, char *err,
 		return rc;
 	}
 	return transport_secret_stat_check(what, path, &sb, err, errlen);
+}
+
+int
+transport_secret_read(const char *path, const char *key, char *buf, size_t len,
+		      char *err, size_t errlen)
+{
+	struct stat sb;
+	ssize_t n;
+	int fd, rc = 0;
+
+	/* O_NONBLOCK: a FIFO put in its place must not hang a delivery
+	 * thread; the checks below refuse it */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s %s: %s", key, path, strerror(errno));
+		return rc;
+	}
+	/* the type, mode or owner may have changed since start */
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s %s: %s", key, path, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	if ((rc = transport_secret_stat_check(key, path, &sb, err, errlen)) <
+	    0) {
+		close(fd);
+		return rc;
+	}
+	n = read(fd, buf, len - 1);
+	if (n < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s %s: %s", key, path, strerror(errno));
+	}
+	close(fd);
+	if (rc < 0)
+		return rc;
+	buf[n] = '\0';
+	/* a file written by echo ends in a newline that is not the token */
+	while (n > 0 && strchr("\r\n \t", buf[n - 1]) != NULL)
+		buf[--n] = '\0';
+	if (n == 0 || (size_t)n >= len - 1 || strpbrk(buf, "\r\n") != NULL) {
+		snprintf(err, errlen,
+			 "%s %s: empty, over %zu bytes, or more "
+			 "than one line",
+			 key, path, len - 2);
+		explicit_bzero(buf, len);
+		return -EINVAL;
+	}
+	return 0;
 }

@@ -35,6 +35,14 @@ int transport_secret_stat_check(const char *what, const char *path,
 				const struct stat *sb, char *err,
 				size_t errlen);
 
+/* Reads a one-line secret (a token) from path now, re-checking the
+ * file's type and mode: 0, or -errno with a reason in err that names key
+ * and path but never holds the secret. buf is wiped on a refusal. */
+int transport_secret_read(const char *path, const char *key, char *buf,
+			  size_t len, char *err, size_t errlen);
+
 int smtp_global_init(char *err, size_t errlen);
+/* The push transports' MIME library; before threads start. */
+void push_global_init(void);
 
 #endif

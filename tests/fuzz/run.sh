@@ -16,7 +16,8 @@ seconds=${FUZZ_SECONDS:-30}
 build=${FUZZ_BUILD_DIR:-build-fuzz-smoke}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-	targets=(spool_parse pickup_check msg_prepare addr conf ctl_request)
+	targets=(spool_parse pickup_check msg_prepare addr conf ctl_request
+		mail2text)
 fi
 
 if ! command -v clang >/dev/null; then

@@ -351,12 +351,16 @@ http {
       default_type text/plain;
       return 200 "Mailu stand-in\n";
     }
+${NGINX_EXTRA_LOCATIONS:-}
   }
+${NGINX_EXTRA_SERVERS:-}
 }
 EOF
 }
 
 # start_nginx: (re)starts nginx on NGINX_PORT (kept across restarts).
+# NGINX_EXTRA_LOCATIONS (inside the server) and NGINX_EXTRA_SERVERS
+# (inside http) add to its configuration (lib_push.sh's push services).
 # Sets NG_DIR, NGINX_PORT, NG_PID.
 start_nginx() {
 	[ -n "${PKI:-}" ] || fail "start_nginx needs mailu_make_pki"

@@ -27,7 +27,19 @@
 #define CONF_NAME_MAX 64
 
 enum conf_tls { CONF_TLS_NONE, CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT };
-enum conf_transport_type { CONF_TRANSPORT_SMTP, CONF_TRANSPORT_MAILDIR };
+enum conf_transport_type {
+	CONF_TRANSPORT_SMTP,
+	CONF_TRANSPORT_MAILDIR,
+	/* push services: one HTTP request per message */
+	CONF_TRANSPORT_NTFY,
+	CONF_TRANSPORT_GOTIFY,
+	CONF_TRANSPORT_MATRIX,
+	CONF_TRANSPORT_TELEGRAM,
+	CONF_TRANSPORT_WEBHOOK,
+};
+
+/* The `type =` word of t, e.g. "smtp", "ntfy". */
+const char *conf_transport_type_name(enum conf_transport_type t);
 enum conf_probe_method { CONF_PROBE_HEAD, CONF_PROBE_GET };
 
 struct conf_transport {
@@ -53,6 +65,12 @@ struct conf_transport {
 	enum conf_probe_method probe_method;
 	/* maildir */
 	char *path;
+	/* push services (ntfy, gotify, matrix, telegram, webhook) */
+	char *url;	  /* the service's URL; telegram: the API root */
+	char *token_file; /* read at each delivery, never cached */
+	char *room;	  /* matrix: the room id */
+	char *chat_id;	  /* telegram: the chat */
+	int priority;	  /* ntfy 1-5, gotify 0-10; -1: the service's */
 };
 
 struct conf {

@@ -17,6 +17,7 @@
 #define SPOOL_TRANSPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "spool/conf.h"
 #include "spool/queue.h"
@@ -59,13 +60,17 @@ struct transport_msg {
  * counts it. */
 struct transport_session {
 	int relay_failed;
+	/* seconds the relay asked for before the next try (an HTTP
+	 * Retry-After), 0: none; the messages left are deferred at least
+	 * that long */
+	int64_t retry_after;
 	char diag[QUEUE_REPLY_MAX];
 };
 
 struct transport;
 
 struct transport_ops {
-	const char *type; /* the `type =` value: "smtp", "maildir" */
+	const char *type; /* the `type =` value: "smtp", "maildir", "ntfy" */
 	/* Checks cf (e.g. secret file modes) and builds the transport.
 	 * 0 or -errno with one line in err. */
 	int (*create)(struct transport **out, const struct conf_transport *cf,
@@ -91,6 +96,12 @@ struct transport {
 
 extern const struct transport_ops transport_smtp_ops;
 extern const struct transport_ops transport_maildir_ops;
+/* push services: one HTTP request per message (transports/push.c) */
+extern const struct transport_ops transport_ntfy_ops;
+extern const struct transport_ops transport_gotify_ops;
+extern const struct transport_ops transport_matrix_ops;
+extern const struct transport_ops transport_telegram_ops;
+extern const struct transport_ops transport_webhook_ops;
 
 /* Builds the transport cf names (by its type). */
 int transport_create(struct transport **out, const struct conf_transport *cf,
