@@ -227,7 +227,7 @@ test_spool_open(void **ctx)
 {
 	static const char *const subs[] = {"tmp",    "new",  "cur",
 					   "failed", "hold", "state"};
-	static const mode_t modes[] = {01733, 01733, 0700, 0700, 0700, 0700};
+	static const mode_t modes[] = {03730, 03730, 0700, 0700, 0700, 0700};
 	struct fixture *fx = *ctx;
 	struct spool *sp = NULL;
 	struct stat st;
@@ -291,7 +291,7 @@ test_submit_ok(void **ctx)
 	snprintf(p, sizeof(p), "%s/new/%s", fx->dir, id);
 	assert_int_equal(stat(p, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
-	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_mode & 07777, 0640);
 	assert_int_equal(dir_count(path_of(fx, "tmp")), 0);
 	assert_int_equal(dir_count(path_of(fx, "new")), 1);
 

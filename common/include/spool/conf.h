@@ -14,6 +14,8 @@
 
 #define CONF_DEFAULT_PATH "/etc/spoold/spoold.conf"
 #define CONF_DEFAULT_SPOOL "/var/spool/spoold"
+#define CONF_DEFAULT_USER "spoold"
+#define CONF_DEFAULT_SUBMIT_GROUP "spoold-submit"
 #define CONF_MAX_TRANSPORTS 16
 #define CONF_MAX_RETRY 16
 #define CONF_MAX_CONCURRENCY 64
@@ -52,6 +54,8 @@ struct conf {
 	/* [spool] */
 	char *spool_dir;
 	uint64_t max_size;
+	char *spool_user;   /* the daemon runs as this user, never as root */
+	char *submit_group; /* may write tmp/ and new/; spoolctl is setgid */
 	/* [delivery] */
 	size_t route[CONF_MAX_TRANSPORTS]; /* indexes into transports[] */
 	size_t route_count;
