@@ -16,6 +16,7 @@
 
 #include "spool/ctlproto.h"
 #include "spool/msg.h"
+#include "spool/privs.h"
 #include "spool/queue.h"
 #include "spool/util.h"
 #include "spoolctl.h"
@@ -136,14 +137,19 @@ submit_spool(const struct conf *cf, const struct msg_prepared *p,
 	char err[1024];
 	int rc;
 
+	/* a setgid spoolctl holds its group for these calls alone */
+	if ((rc = ctl_setgid_raise()) != 0)
+		return rc;
 	rc = spool_open(&sp, cf->spool_dir, 1, err, sizeof(err));
 	if (rc < 0) {
+		ctl_setgid_drop();
 		ctl_error("%s", err);
 		return spool_exit_code(rc);
 	}
 	rc = spool_submit(sp, p->sender, (const char *const *)p->rcpt.v,
 			  p->rcpt.n, p->data, p->len, id, err, sizeof(err));
 	spool_close(sp);
+	ctl_setgid_drop();
 	if (rc < 0) {
 		ctl_error("%s", err);
 		return spool_exit_code(rc);
@@ -177,7 +183,9 @@ failure_reason(const struct conf *cf, const char *id, char *buf, size_t len)
 /*
  * The spool tree with its modes, as spoold makes it when it starts: for
  * container images and packages that must ship it before spoold first
- * runs, so that an unprivileged submitter never finds it missing.
+ * runs, so that an unprivileged submitter never finds it missing. As root
+ * it gives the spool to [spool] user (adopting one of the earlier model),
+ * as spoold started by root does.
  */
 int
 cmd_init(const char *conf_path, int argc, char **argv)
@@ -194,6 +202,23 @@ cmd_init(const char *conf_path, int argc, char **argv)
 	}
 	if ((rc = ctl_conf_load(&cf, conf_path)) != 0)
 		return rc;
+	if (geteuid() == 0) {
+		/* root makes it the daemon's, as spoold does at start */
+		struct privs_ids ids;
+		int adopted;
+
+		rc = privs_resolve(&ids, cf.spool_user, cf.submit_group,
+				   cf.spool_dir, err, sizeof(err));
+		if (rc == 0 && (rc = spool_own(cf.spool_dir, &ids, &adopted,
+					       err, sizeof(err))) < 0)
+			rc = spool_exit_code(rc);
+		if (rc != 0)
+			ctl_error("%s", err);
+		else
+			printf("%s\n", cf.spool_dir);
+		conf_free(&cf);
+		return rc;
+	}
 	rc = spool_open(&sp, cf.spool_dir, 1, err, sizeof(err));
 	if (rc < 0) {
 		ctl_error("%s", err);
