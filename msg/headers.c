@@ -4,12 +4,15 @@
  * raw input; refuses only NUL bytes, which no mail path can carry. The
  * fields point into the caller's buffer, which must outlive them.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sysexits.h>
 
+#include "spool/util.h"
 #include "msg_int.h"
 
 /* "Name:" or the obsolete "Name :" (RFC 5322 4.5.8); name is printable
@@ -126,4 +129,34 @@ msg_headers_find(const struct msg_headers *hs, const char *name)
 			return &hs->h[i];
 	}
 	return NULL;
+}
+
+/* ---- trace header ------------------------------------------------- */
+
+static int
+received_host_ok(const char *h)
+{
+	if (h == NULL || h[0] == '\0' || strlen(h) > 253)
+		return 0;
+	for (; *h != '\0'; h++)
+		if (!isalnum((unsigned char)*h) && strchr(".-_", *h) == NULL)
+			return 0;
+	return 1;
+}
+
+int
+msg_received_format(char *buf, size_t len, unsigned long uid,
+		    const char *host, const char *id, time_t when)
+{
+	char date[RFC5322_DATE_LEN];
+	int n;
+
+	n = snprintf(buf, len,
+		     "Received: from userid %lu by %s (spoold) id %s;\r\n\t%s"
+		     "\r\n",
+		     uid, received_host_ok(host) ? host : "localhost", id,
+		     format_rfc5322_date(when, date));
+	if (n < 0 || (size_t)n >= len)
+		return -ERANGE;
+	return n;
 }

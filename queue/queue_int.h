@@ -13,14 +13,25 @@
 /* Version byte that starts every LMDB message record. */
 #define QUEUE_RECORD_VERSION 1
 
-/*
- * spool_submit with a caller-chosen id, so tests can prove that an existing
- * new/ID is never overwritten. Same contract as spool_submit.
- */
-int queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
-			   const char *const *rcpt, size_t nrcpt,
-			   const char *msg, size_t len, char *err,
-			   size_t errlen);
+/* Formats one line into err (when err is not NULL and errlen > 0). */
+void queue__err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The name of folder d ("new", ...). */
+const char *queue__dir_name(enum queue_dir d);
+
+/* write() all of p, retrying EINTR. 0 or -errno (-ENOSPC: disk full). */
+int queue__write_all(int fd, const char *p, size_t len);
+
+/* spool_parse refusing more than max_rcpt recipient lines (-EINVAL). */
+int queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
+		       struct spool_envelope *env, size_t *body_off, char *err,
+		       size_t errlen);
+
+/* Renames from/name to to/to_name, never over an existing file
+ * (-EEXIST). 0 or -errno (-ENOSPC for a full disk or quota). */
+int queue__rename_noreplace(int from, const char *name, int to,
+			    const char *to_name);
 
 /*
  * The record codec of state_lmdb.c. encode: a malloc'd buffer into *out,

@@ -11,8 +11,10 @@
  * Failure policy: every function returns -errno (never exits); a full disk
  * or quota is always reported as -ENOSPC so callers can turn it into a
  * temporary failure. A failed submission leaves nothing behind in tmp/ or
- * new/. Spool files are mapped read-only and never truncated by this code:
- * a program that truncates a spool file in place would crash its readers.
+ * new/. Spool files are mapped read-only and never truncated by this code;
+ * only files that no one but root and the spool's owner can write are
+ * mapped, since a truncation under the mapping would crash the reader.
+ * Files in new/ are read by spool_pickup.c instead, which trusts none.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -57,14 +59,12 @@ static const mode_t spool_dir_modes[SPOOL_NDIRS + 1] = {
 struct spool {
 	char *path;
 	int dfd;
+	uid_t owner; /* of the spool directory: the daemon's user */
 	int sub[SPOOL_NDIRS];
 };
 
-static void spool_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-spool_err(char *err, size_t errlen, const char *fmt, ...)
+void
+queue__err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -84,10 +84,40 @@ spool_errno(int e)
 	return -e;
 }
 
+int
+queue_err_temporary(int rc)
+{
+	switch (-rc) {
+	case EMFILE:
+	case ENFILE:
+	case ENOMEM:
+	case ENOBUFS:
+	case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+	case EWOULDBLOCK:
+#endif
+	case EINTR:
+	case EIO:
+	case ENOSPC:
+	case EDQUOT:
+	case EBUSY:
+	case ETXTBSY:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static int
 spool_dir_ok(enum queue_dir d)
 {
 	return (unsigned)d < SPOOL_NDIRS;
+}
+
+const char *
+queue__dir_name(enum queue_dir d)
+{
+	return spool_dir_ok(d) ? spool_dir_names[d] : "?";
 }
 
 /*
@@ -187,16 +217,17 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	   size_t errlen)
 {
 	struct spool *sp;
+	struct stat st;
 	int i, rc, made = 0;
 
 	*out = NULL;
 	if (dir == NULL || dir[0] == '\0') {
-		spool_err(err, errlen, "spool: no spool directory given");
+		queue__err(err, errlen, "spool: no spool directory given");
 		return -EINVAL;
 	}
 	sp = calloc(1, sizeof(*sp));
 	if (sp == NULL) {
-		spool_err(err, errlen, "spool: %s", strerror(ENOMEM));
+		queue__err(err, errlen, "spool: %s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
 	sp->dfd = -1;
@@ -205,7 +236,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	sp->path = strdup(dir);
 	if (sp->path == NULL) {
 		rc = -ENOMEM;
-		spool_err(err, errlen, "spool: %s", strerror(ENOMEM));
+		queue__err(err, errlen, "spool: %s", strerror(ENOMEM));
 		goto fail;
 	}
 	if (create) {
@@ -213,19 +244,20 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		if (rc == 1)
 			rc = spool_sync_parent(dir);
 		if (rc < 0) {
-			spool_err(err, errlen, "spool: create %s: %s", dir,
+			queue__err(err, errlen, "spool: create %s: %s", dir,
 				  strerror(-rc));
 			goto fail;
 		}
 		spool_fix_mode(AT_FDCWD, dir, SPOOL_ROOT_MODE);
 	}
 	sp->dfd = spool_open_dir(AT_FDCWD, dir);
-	if (sp->dfd < 0) {
+	if (sp->dfd < 0 || fstat(sp->dfd, &st) < 0) {
 		rc = -errno;
-		spool_err(err, errlen, "spool: open %s: %s", dir,
+		queue__err(err, errlen, "spool: open %s: %s", dir,
 			  strerror(-rc));
 		goto fail;
 	}
+	sp->owner = st.st_uid;
 	for (i = 0; i <= SPOOL_NDIRS; i++) {
 		/* state/ is made here too but is opened by state_open */
 		const char *name =
@@ -235,7 +267,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 			made = 1;
 		} else if (create && errno != EEXIST) {
 			rc = spool_errno(errno);
-			spool_err(err, errlen, "spool: create %s/%s: %s", dir,
+			queue__err(err, errlen, "spool: create %s/%s: %s", dir,
 				  name, strerror(-rc));
 			goto fail;
 		}
@@ -246,7 +278,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		sp->sub[i] = spool_open_dir(sp->dfd, name);
 		if (sp->sub[i] < 0) {
 			rc = -errno;
-			spool_err(err, errlen, "spool: open %s/%s: %s", dir,
+			queue__err(err, errlen, "spool: open %s/%s: %s", dir,
 				  name, strerror(-rc));
 			goto fail;
 		}
@@ -256,7 +288,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	 * spool that was complete already costs no sync */
 	if (made && fsync(sp->dfd) < 0 && errno != EBADF) {
 		rc = spool_errno(errno);
-		spool_err(err, errlen, "spool: fsync %s: %s", dir,
+		queue__err(err, errlen, "spool: fsync %s: %s", dir,
 			  strerror(-rc));
 		goto fail;
 	}
@@ -295,6 +327,26 @@ spool_dirfd(const struct spool *sp, enum queue_dir d)
 	if (!spool_dir_ok(d))
 		return -EINVAL;
 	return sp->sub[d];
+}
+
+uid_t
+spool_owner(const struct spool *sp)
+{
+	return sp->owner;
+}
+
+const char *
+spool_file_untrusted(const struct spool *sp, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		return "not a regular file";
+	if (st->st_uid != sp->owner)
+		return "not owned by the spool's owner";
+	if (st->st_nlink != 1)
+		return "has more than one link";
+	if (st->st_mode & (S_IWGRP | S_IWOTH))
+		return "writable by group or others";
+	return NULL;
 }
 
 /* ---- parsing ------------------------------------------------------- */
@@ -391,6 +443,15 @@ int
 spool_parse(const char *data, size_t len, struct spool_envelope *env,
 	    size_t *body_off, char *err, size_t errlen)
 {
+	return queue__spool_parse(data, len, SIZE_MAX, env, body_off, err,
+				  errlen);
+}
+
+int
+queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
+		   struct spool_envelope *env, size_t *body_off, char *err,
+		   size_t errlen)
+{
 	struct spool_envelope e = {0};
 	size_t pos = 0, cap = 0, lineno = 0;
 	int have_time = 0, rc = -EINVAL;
@@ -398,7 +459,7 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 
 	memset(env, 0, sizeof(*env));
 	if (data == NULL || len == 0) {
-		spool_err(err, errlen, "spool file is empty");
+		queue__err(err, errlen, "spool file is empty");
 		return -EINVAL;
 	}
 	for (;;) {
@@ -409,7 +470,7 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 		lineno++;
 		nl = memchr(line, '\n', len - pos);
 		if (nl == NULL) {
-			spool_err(err, errlen,
+			queue__err(err, errlen,
 				  "spool file line %zu: envelope does not end "
 				  "with an empty line",
 				  lineno);
@@ -422,7 +483,7 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 		if (lineno == 1) {
 			if (llen != strlen(SPOOL_MAGIC) ||
 			    memcmp(line, SPOOL_MAGIC, llen) != 0) {
-				spool_err(err, errlen,
+				queue__err(err, errlen,
 					  "spool file line 1: not a spool file "
 					  "(want \"%s\")",
 					  SPOOL_MAGIC);
@@ -433,7 +494,7 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 		if (llen == 0)
 			break;
 		if (llen < 2 || line[1] != ' ') {
-			spool_err(err, errlen,
+			queue__err(err, errlen,
 				  "spool file line %zu: not of the form "
 				  "\"X value\"",
 				  lineno);
@@ -444,13 +505,13 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 		switch (line[0]) {
 		case 'T':
 			if (have_time) {
-				spool_err(err, errlen,
+				queue__err(err, errlen,
 					  "spool file line %zu: second T line",
 					  lineno);
 				goto fail;
 			}
 			if (spool_parse_time(arg, alen, &e.queued_at) < 0) {
-				spool_err(err, errlen,
+				queue__err(err, errlen,
 					  "spool file line %zu: bad time",
 					  lineno);
 				goto fail;
@@ -459,7 +520,7 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 			continue;
 		case 'S':
 			if (e.sender != NULL) {
-				spool_err(err, errlen,
+				queue__err(err, errlen,
 					  "spool file line %zu: second sender "
 					  "line",
 					  lineno);
@@ -467,7 +528,7 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 			}
 			why = spool_addr_problem(arg, alen, 1);
 			if (why != NULL) {
-				spool_err(err, errlen,
+				queue__err(err, errlen,
 					  "spool file line %zu: sender: %s",
 					  lineno, why);
 				goto fail;
@@ -475,7 +536,7 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 			e.sender = strndup(arg, alen);
 			if (e.sender == NULL) {
 				rc = -ENOMEM;
-				spool_err(err, errlen, "spool file: %s",
+				queue__err(err, errlen, "spool file: %s",
 					  strerror(ENOMEM));
 				goto fail;
 			}
@@ -490,31 +551,38 @@ spool_parse(const char *data, size_t len, struct spool_envelope *env,
 			st = QUEUE_RCPT_FAILED;
 			break;
 		default:
-			spool_err(err, errlen,
+			queue__err(err, errlen,
 				  "spool file line %zu: unknown line type",
 				  lineno);
 			goto fail;
 		}
 		why = spool_addr_problem(arg, alen, 0);
 		if (why != NULL) {
-			spool_err(err, errlen,
+			queue__err(err, errlen,
 				  "spool file line %zu: recipient: %s", lineno,
 				  why);
 			goto fail;
 		}
+		if (e.nrcpt == max_rcpt) {
+			queue__err(err, errlen,
+				  "spool file line %zu: more than %zu "
+				  "recipients",
+				  lineno, max_rcpt);
+			goto fail;
+		}
 		if (spool_rcpt_add(&e, &cap, arg, alen, st, start) < 0) {
 			rc = -ENOMEM;
-			spool_err(err, errlen, "spool file: %s",
+			queue__err(err, errlen, "spool file: %s",
 				  strerror(ENOMEM));
 			goto fail;
 		}
 	}
 	if (e.sender == NULL) {
-		spool_err(err, errlen, "spool file: no sender line");
+		queue__err(err, errlen, "spool file: no sender line");
 		goto fail;
 	}
 	if (e.nrcpt == 0) {
-		spool_err(err, errlen, "spool file: no recipient");
+		queue__err(err, errlen, "spool file: no recipient");
 		goto fail;
 	}
 	*env = e;
@@ -528,8 +596,8 @@ fail:
 
 /* ---- submission ---------------------------------------------------- */
 
-static int
-spool_write_all(int fd, const char *p, size_t len)
+int
+queue__write_all(int fd, const char *p, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
@@ -553,22 +621,30 @@ spool_write_all(int fd, const char *p, size_t len)
  * target the same way; a crash in between leaves two names for one file,
  * which costs at most a repeated delivery.
  */
-static int
-spool_rename_noreplace(int from, const char *name, int to)
+int
+queue__rename_noreplace(int from, const char *name, int to,
+			const char *to_name)
 {
-	if (syscall(SYS_renameat2, from, name, to, name, RENAME_NOREPLACE) == 0)
+	if (syscall(SYS_renameat2, from, name, to, to_name,
+		    RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return spool_errno(errno);
-	if (linkat(from, name, to, name, 0) < 0)
+	if (linkat(from, name, to, to_name, 0) < 0)
 		return spool_errno(errno);
 	if (unlinkat(from, name, 0) < 0) {
 		int rc = spool_errno(errno);
 
-		unlinkat(to, name, 0);
+		unlinkat(to, to_name, 0);
 		return rc;
 	}
 	return 0;
+}
+
+static int
+spool_rename_noreplace(int from, const char *name, int to)
+{
+	return queue__rename_noreplace(from, name, to, name);
 }
 
 static char *
@@ -628,9 +704,9 @@ spool_sync_entry(int dfd, int file_fd)
 }
 
 int
-queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
-		       const char *const *rcpt, size_t nrcpt, const char *msg,
-		       size_t len, char *err, size_t errlen)
+spool_submit_id(struct spool *sp, const char *id, const char *sender,
+		const char *const *rcpt, size_t nrcpt, const char *msg,
+		size_t len, char *err, size_t errlen)
 {
 	int tdfd = sp->sub[QUEUE_DIR_TMP], ndfd = sp->sub[QUEUE_DIR_NEW];
 	int fd = -1, sync_fd = -1, rc, in_new = 0;
@@ -639,20 +715,26 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	size_t headlen, i;
 
 	if (!queue_id_valid(id)) {
-		spool_err(err, errlen, "spool: invalid queue id");
+		queue__err(err, errlen, "spool: invalid queue id");
 		return -EINVAL;
 	}
 	if (sender == NULL) {
-		spool_err(err, errlen, "spool: no envelope sender given");
+		queue__err(err, errlen, "spool: no envelope sender given");
 		return -EINVAL;
 	}
 	why = spool_addr_problem(sender, strlen(sender), 1);
 	if (why != NULL) {
-		spool_err(err, errlen, "spool: sender: %s", why);
+		queue__err(err, errlen, "spool: sender: %s", why);
 		return -EINVAL;
 	}
 	if (nrcpt == 0 || rcpt == NULL) {
-		spool_err(err, errlen, "spool: no recipient");
+		queue__err(err, errlen, "spool: no recipient");
+		return -EINVAL;
+	}
+	if (nrcpt > SPOOL_RCPT_MAX) {
+		queue__err(err, errlen,
+			  "spool: %zu recipients; at most %d per message",
+			  nrcpt, SPOOL_RCPT_MAX);
 		return -EINVAL;
 	}
 	for (i = 0; i < nrcpt; i++) {
@@ -660,18 +742,18 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 			  ? "empty address"
 			  : spool_addr_problem(rcpt[i], strlen(rcpt[i]), 0);
 		if (why != NULL) {
-			spool_err(err, errlen, "spool: recipient %zu: %s",
+			queue__err(err, errlen, "spool: recipient %zu: %s",
 				  i + 1, why);
 			return -EINVAL;
 		}
 	}
 	if (msg == NULL && len > 0) {
-		spool_err(err, errlen, "spool: no message data");
+		queue__err(err, errlen, "spool: no message data");
 		return -EINVAL;
 	}
 	head = spool_envelope_format(id, sender, rcpt, nrcpt, &headlen);
 	if (head == NULL) {
-		spool_err(err, errlen, "spool: %s", strerror(ENOMEM));
+		queue__err(err, errlen, "spool: %s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
 
@@ -682,7 +764,7 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	if (fd < 0) {
 		rc = spool_errno(errno);
 		free(head);
-		spool_err(err, errlen, "spool: %s tmp/%s: %s", step, id,
+		queue__err(err, errlen, "spool: %s tmp/%s: %s", step, id,
 			  strerror(-rc));
 		return rc;
 	}
@@ -692,10 +774,18 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		rc = spool_errno(errno);
 		goto fail;
 	}
+	/* root's file goes to the spool's owner, so that the daemon may
+	 * trust it as one only it and root can change (no copy at pickup) */
+	step = "chown";
+	if (getuid() == 0 && geteuid() == 0 && sp->owner != 0 &&
+	    fchown(fd, sp->owner, (gid_t)-1) < 0) {
+		rc = spool_errno(errno);
+		goto fail;
+	}
 	step = "write";
-	rc = spool_write_all(fd, head, headlen);
+	rc = queue__write_all(fd, head, headlen);
 	if (rc == 0 && len > 0)
-		rc = spool_write_all(fd, msg, len);
+		rc = queue__write_all(fd, msg, len);
 	if (rc < 0)
 		goto fail;
 	step = "fsync";
@@ -731,10 +821,10 @@ queue__spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	return 0;
 fail:
 	if (in_new)
-		spool_err(err, errlen, "spool: fsync new/ after adding %s: %s",
+		queue__err(err, errlen, "spool: fsync new/ after adding %s: %s",
 			  id, strerror(-rc));
 	else
-		spool_err(err, errlen, "spool: %s tmp/%s: %s", step, id,
+		queue__err(err, errlen, "spool: %s tmp/%s: %s", step, id,
 			  strerror(-rc));
 	if (fd >= 0)
 		close(fd);
@@ -759,12 +849,12 @@ spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
 
 	rc = queue_id_new(id);
 	if (rc < 0) {
-		spool_err(err, errlen, "spool: make queue id: %s",
+		queue__err(err, errlen, "spool: make queue id: %s",
 			  strerror(-rc));
 		return rc;
 	}
-	rc = queue__spool_submit_id(sp, id, sender, rcpt, nrcpt, msg, len, err,
-				    errlen);
+	rc = spool_submit_id(sp, id, sender, rcpt, nrcpt, msg, len, err,
+			     errlen);
 	if (rc == 0)
 		memcpy(id_out, id, sizeof(id));
 	return rc;
@@ -776,7 +866,7 @@ int
 spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 		struct spool_file *out, char *err, size_t errlen)
 {
-	const char *dname;
+	const char *dname, *untrusted;
 	char perr[256];
 	struct stat st;
 	void *map;
@@ -785,42 +875,50 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 	memset(out, 0, sizeof(*out));
 	out->fd = -1;
 	if (!spool_dir_ok(d) || !queue_id_valid(id)) {
-		spool_err(err, errlen, "spool: invalid folder or queue id");
+		queue__err(err, errlen, "spool: invalid folder or queue id");
 		return -EINVAL;
 	}
 	dname = spool_dir_names[d];
-	fd = openat(sp->sub[d], id, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: neither a lease nor a FIFO can hold this thread */
+	fd = openat(sp->sub[d], id,
+		    O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		rc = -errno;
-		spool_err(err, errlen, "spool: open %s/%s: %s", dname, id,
+		queue__err(err, errlen, "spool: open %s/%s: %s", dname, id,
 			  strerror(-rc));
 		return rc;
 	}
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
-		spool_err(err, errlen, "spool: stat %s/%s: %s", dname, id,
+		queue__err(err, errlen, "spool: stat %s/%s: %s", dname, id,
 			  strerror(-rc));
 		goto fail;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size <= 0 ||
-	    (uint64_t)st.st_size > SIZE_MAX) {
+	/* Mapped only if no one but root and the spool's owner can write
+	 * or truncate it: a truncation under a shared mapping is SIGBUS. */
+	untrusted = spool_file_untrusted(sp, &st);
+	if (untrusted != NULL) {
+		rc = -EPERM;
+		queue__err(err, errlen, "spool: %s/%s: %s", dname, id,
+			  untrusted);
+		goto fail;
+	}
+	if (st.st_size <= 0 || (uint64_t)st.st_size > SIZE_MAX) {
 		rc = -EINVAL;
-		spool_err(err, errlen, "spool: %s/%s: %s", dname, id,
-			  S_ISREG(st.st_mode) ? "empty file"
-					      : "not a regular file");
+		queue__err(err, errlen, "spool: %s/%s: empty file", dname, id);
 		goto fail;
 	}
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
 		rc = -errno;
-		spool_err(err, errlen, "spool: map %s/%s: %s", dname, id,
+		queue__err(err, errlen, "spool: map %s/%s: %s", dname, id,
 			  strerror(-rc));
 		goto fail;
 	}
 	rc = spool_parse(map, (size_t)st.st_size, &out->env, &out->body_off,
 			 perr, sizeof(perr));
 	if (rc < 0) {
-		spool_err(err, errlen, "spool: %s/%s: %s", dname, id, perr);
+		queue__err(err, errlen, "spool: %s/%s: %s", dname, id, perr);
 		munmap(map, (size_t)st.st_size);
 		goto fail;
 	}

@@ -40,6 +40,8 @@ spool_exit_code(int rc)
 	case EROFS:
 	case ENOTDIR:
 		return EX_CANTCREAT;
+	case EINVAL: /* an envelope the spool refuses: too many recipients */
+		return EX_DATAERR;
 	default:
 		return EX_IOERR;
 	}
@@ -129,27 +131,65 @@ submit_identity(char *user, size_t ulen, char *host, size_t hlen)
 	host[hlen - 1] = '\0';
 }
 
+/*
+ * Root's message carries its own Received line naming uid 0, since the
+ * file it writes is given to the spool's owner and so taken by spoold as
+ * it is; spoold writes that line itself for every other user's file, from
+ * the file's owner. *out is msg, or a malloc'd copy with the line first.
+ */
+static int
+submit_trace(const struct msg_prepared *p, const char *id, char **out,
+	     size_t *len)
+{
+	char user[256], host[256], trace[MSG_RECEIVED_MAX];
+	int n;
+
+	*out = p->data;
+	*len = p->len;
+	if (getuid() != 0)
+		return 0;
+	submit_identity(user, sizeof(user), host, sizeof(host));
+	n = msg_received_format(trace, sizeof(trace), 0, host, id, time(NULL));
+	if (n < 0 || (*out = malloc((size_t)n + p->len + 1)) == NULL) {
+		ctl_error("out of memory");
+		return EX_OSERR;
+	}
+	memcpy(*out, trace, (size_t)n);
+	memcpy(*out + n, p->data, p->len);
+	*len = (size_t)n + p->len;
+	return 0;
+}
+
 int
 submit_spool(const struct conf *cf, const struct msg_prepared *p,
 	     char id[QUEUE_ID_LEN + 1])
 {
 	struct spool *sp;
-	char err[1024];
+	char err[1024], *msg = NULL;
+	size_t len;
 	int rc;
 
-	/* a setgid spoolctl holds its group for these calls alone */
-	if ((rc = ctl_setgid_raise()) != 0)
-		return rc;
-	rc = spool_open(&sp, cf->spool_dir, 1, err, sizeof(err));
-	if (rc < 0) {
-		ctl_setgid_drop();
-		ctl_error("%s", err);
-		return spool_exit_code(rc);
+	if ((rc = queue_id_new(id)) < 0) {
+		ctl_error("cannot make a queue id: %s", strerror(-rc));
+		return EX_OSERR;
 	}
-	rc = spool_submit(sp, p->sender, (const char *const *)p->rcpt.v,
-			  p->rcpt.n, p->data, p->len, id, err, sizeof(err));
-	spool_close(sp);
+	if ((rc = submit_trace(p, id, &msg, &len)) != 0)
+		return rc;
+	/* a setgid spoolctl holds its group for these calls alone */
+	rc = ctl_setgid_raise();
+	if (rc == 0)
+		rc = spool_open(&sp, cf->spool_dir, 1, err, sizeof(err));
+	if (rc == 0) {
+		rc = spool_submit_id(sp, id, p->sender,
+				     (const char *const *)p->rcpt.v, p->rcpt.n,
+				     msg, len, err, sizeof(err));
+		spool_close(sp);
+	}
 	ctl_setgid_drop();
+	if (msg != p->data)
+		free(msg);
+	if (rc > 0)
+		return rc; /* ctl_setgid_raise said why */
 	if (rc < 0) {
 		ctl_error("%s", err);
 		return spool_exit_code(rc);

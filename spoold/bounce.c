@@ -326,8 +326,8 @@ bounce_compose(const struct bounce_report *r, char **out, size_t *len)
 
 /* ---- queueing ------------------------------------------------------- */
 
-static const char *
-this_host(void)
+const char *
+daemon_hostname(void)
 {
 	static char host[256];
 
@@ -375,7 +375,7 @@ bounce_queue(struct spool *sp, struct bounce_limiter *l,
 	opened = 1;
 	r.id = m->id;
 	r.sender = m->sender;
-	r.hostname = this_host();
+	r.hostname = daemon_hostname();
 	r.queued_at = m->queued_at;
 	r.failed_at = now;
 	r.rcpt = rcpt;

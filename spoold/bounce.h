@@ -34,6 +34,10 @@
 
 struct bounce_limiter;
 
+/* This host's name, read once ("localhost" if unusable): for notices and
+ * the Received line of a message copied at pickup. */
+const char *daemon_hostname(void);
+
 int bounce_limiter_new(struct bounce_limiter **out);
 void bounce_limiter_free(struct bounce_limiter *l); /* NULL is a no-op */
 

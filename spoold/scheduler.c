@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "spool/log.h"
+#include "spool/msg.h"
 #include "spool/util.h"
 #include "bounce.h"
 #include "spoold.h"
@@ -60,27 +62,28 @@ retry_at(const struct conf *cf, unsigned attempts)
 	return now_s() + (delay > 0 ? delay : 1);
 }
 
-/* Builds a fresh record from a spool file. */
+/* Builds a fresh record from an envelope; size is the message's. */
 static int
-record_from_file(struct queue_msg_info *m, const struct spool_file *f,
-		 enum queue_msg_state state, int64_t next)
+record_from_env(struct queue_msg_info *m, const char *id,
+		const struct spool_envelope *env, uint64_t size,
+		enum queue_msg_state state, int64_t next)
 {
 	memset(m, 0, sizeof(*m));
-	str_copy(m->id, f->id, sizeof(m->id));
+	str_copy(m->id, id, sizeof(m->id));
 	m->state = state;
-	m->queued_at = f->env.queued_at;
-	if (m->queued_at == 0 && queue_id_valid(f->id))
-		m->queued_at = queue_id_time_us(f->id) / 1000000;
+	m->queued_at = env->queued_at;
+	if (m->queued_at == 0 && queue_id_valid(id))
+		m->queued_at = queue_id_time_us(id) / 1000000;
 	m->next_attempt = next;
-	m->size = f->size - f->body_off;
-	m->sender = strdup(f->env.sender);
-	m->rcpt = calloc(f->env.nrcpt, sizeof(*m->rcpt));
+	m->size = size;
+	m->sender = strdup(env->sender);
+	m->rcpt = calloc(env->nrcpt, sizeof(*m->rcpt));
 	if (m->sender == NULL || m->rcpt == NULL)
 		goto nomem;
-	m->nrcpt = f->env.nrcpt;
-	for (size_t i = 0; i < f->env.nrcpt; i++) {
-		m->rcpt[i].state = f->env.rcpt[i].state;
-		m->rcpt[i].address = strdup(f->env.rcpt[i].address);
+	m->nrcpt = env->nrcpt;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		m->rcpt[i].state = env->rcpt[i].state;
+		m->rcpt[i].address = strdup(env->rcpt[i].address);
 		if (m->rcpt[i].address == NULL)
 			goto nomem;
 	}
@@ -89,6 +92,14 @@ nomem:
 	queue_msg_info_free(m);
 	memset(m, 0, sizeof(*m));
 	return -ENOMEM;
+}
+
+static int
+record_from_file(struct queue_msg_info *m, const struct spool_file *f,
+		 enum queue_msg_state state, int64_t next)
+{
+	return record_from_env(m, f->id, &f->env, f->size - f->body_off, state,
+			       next);
 }
 
 /* A record for a message that cannot be read; it sits in failed/. */
@@ -106,7 +117,33 @@ put_unreadable(struct state_txn *txn, const char *id, const char *why)
 	return rc;
 }
 
+/* A uid for the log: -1 when the file could not even be looked at. */
+static long
+uid_num(uid_t uid)
+{
+	return uid == (uid_t)-1 ? -1L : (long)uid;
+}
+
 /* ---- pickup: new/ -> LMDB + cur/ --------------------------------- */
+
+/*
+ * Every file in new/ is hostile input (spool_pickup_read). A file only
+ * root and the spool's owner can change is renamed into cur/ after the
+ * commit; any other is copied into cur/.ID first, placed as cur/ID after
+ * the commit, cur/ is synced, and only then the original is unlinked. A
+ * file bad in itself goes to failed/ with the reason; a passing error (a
+ * lease, EMFILE, a full disk, a failed commit) leaves the file in new/ and
+ * reads new/ again after a backoff.
+ */
+
+/* A backlog goes on after one turn of the loop, never at 0 ms from inside
+ * pickup_cb: libuv 1.44 runs a timer restarted at 0 in its own callback
+ * again in the same pass over the timers, before any I/O, so a pickup that
+ * re-arms itself that way keeps the loop from ever polling (ctl.sock,
+ * signals). */
+#define PICKUP_NEXT_MS 1
+/* First delay before new/ is read again after a passing error. */
+#define PICKUP_RETRY_MS 1000
 
 /* The jobs claimed in one state transaction; they start once it commits. */
 struct claims {
@@ -120,35 +157,64 @@ struct claims {
 
 static void pickup_cb(uv_timer_t *t);
 
+static int
+pending_add(struct daemon *d, const char *id)
+{
+	if (d->npending == d->cap_pending) {
+		size_t cap = d->cap_pending ? d->cap_pending * 2 : 64;
+		void *p = realloc(d->pending, cap * sizeof(*d->pending));
+
+		if (p == NULL)
+			return -ENOMEM;
+		d->pending = p;
+		d->cap_pending = cap;
+	}
+	str_copy(d->pending[d->npending++], id, sizeof(d->pending[0]));
+	return 0;
+}
+
 void
 sched_pickup_soon(struct daemon *d, const char *name)
 {
-	if (name == NULL) {
+	/* a name that is not a queue id gets one when new/ is read; names
+	 * starting with '.' are not for spoold */
+	if (name == NULL || (name[0] != '.' && !queue_id_valid(name)))
 		d->rescan_new = 1;
-	} else if (name[0] != '.') {
-		if (d->npending == d->cap_pending) {
-			size_t cap = d->cap_pending ? d->cap_pending * 2 : 64;
-			void *p =
-			    realloc(d->pending, cap * sizeof(*d->pending));
-
-			if (p == NULL) {
-				d->rescan_new = 1; /* read new/ instead */
-				goto arm;
-			}
-			d->pending = p;
-			d->cap_pending = cap;
-		}
-		/* names that are not ids get one at pickup; a name too
-		 * long for the list is found by reading new/ instead */
-		if (strlen(name) >= sizeof(d->pending[0]))
-			d->rescan_new = 1;
-		else
-			str_copy(d->pending[d->npending++], name,
-				 sizeof(d->pending[0]));
-	}
-arm:
-	if (!uv_is_active((uv_handle_t *)&d->pickup_timer))
+	else if (name[0] != '.' && pending_add(d, name) < 0)
+		d->rescan_new = 1; /* read new/ instead */
+	if (d->rescan_new || d->npending > 0)
 		uv_timer_start(&d->pickup_timer, pickup_cb, 0, 0);
+}
+
+/* After a passing error: read new/ again later, backing off. */
+static void
+pickup_retry_later(struct daemon *d)
+{
+	uint64_t b = d->pickup_backoff_ms;
+
+	if (d->pickup_retry)
+		return;
+	b = b == 0 ? PICKUP_RETRY_MS : b * 2;
+	if (b > SPOOLD_RESCAN_MS)
+		b = SPOOLD_RESCAN_MS;
+	d->pickup_backoff_ms = b;
+	d->pickup_retry = 1;
+	d->pickup_retry_due = uv_now(d->loop) + b;
+}
+
+static void
+pickup_rearm(struct daemon *d)
+{
+	uint64_t now = uv_now(d->loop);
+
+	if (d->rescan_new || d->npending > 0)
+		uv_timer_start(&d->pickup_timer, pickup_cb, PICKUP_NEXT_MS, 0);
+	else if (d->pickup_retry)
+		uv_timer_start(&d->pickup_timer, pickup_cb,
+			       d->pickup_retry_due > now
+				   ? d->pickup_retry_due - now
+				   : PICKUP_NEXT_MS,
+			       0);
 }
 
 /* Gives a file dropped under another name a queue id. */
@@ -164,8 +230,24 @@ pickup_rename(struct daemon *d, const char *name, char id[QUEUE_ID_LEN + 1])
 	return 0;
 }
 
-/* Reads the whole of new/ into the pending list. */
-static void
+/* A file name for the log: printable ASCII as it is, else only its
+ * length, so that no byte of it reaches an operator's terminal. */
+static const char *
+name_shown(const char *name, char *buf, size_t len)
+{
+	for (const char *c = name; *c != '\0'; c++)
+		if (*c < 0x21 || *c > 0x7e || *c == '"' || *c == '\\') {
+			snprintf(buf, len, "(a name of %zu bytes)",
+				 strlen(name));
+			return buf;
+		}
+	snprintf(buf, len, "new/%.200s", name);
+	return buf;
+}
+
+/* Reads the whole of new/ into the pending list; any name that is not a
+ * queue id is given one on the way. 0 or -errno. */
+static int
 pickup_read_new(struct daemon *d)
 {
 	/* a dup would share the read position with the spool's own fd,
@@ -174,86 +256,230 @@ pickup_read_new(struct daemon *d)
 			O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
+	int rc = 0;
 
 	if (dir == NULL) {
-		log_err("cannot read %s/new: %s", spool_path(d->spool),
-			strerror(errno));
+		rc = -errno;
 		if (fd >= 0)
 			close(fd);
-		return;
+		return rc;
 	}
 	/* every name still waiting is in new/: read, not added twice */
 	d->rescan_new = 0;
 	d->npending = 0;
-	while ((de = readdir(dir)) != NULL) {
+	while (rc == 0 && (de = readdir(dir)) != NULL) {
+		char id[QUEUE_ID_LEN + 1], shown[256];
+
 		if (de->d_name[0] == '.')
 			continue;
-		sched_pickup_soon(d, de->d_name);
-		if (d->rescan_new)
-			break; /* out of memory: try again on the next rescan */
+		if (queue_id_valid(de->d_name)) {
+			rc = pending_add(d, de->d_name);
+			continue;
+		}
+		rc = pickup_rename(d, de->d_name, id);
+		if (rc == 0) {
+			log_info("id=%s picked up %s", id,
+				 name_shown(de->d_name, shown, sizeof(shown)));
+			rc = pending_add(d, id);
+		} else if (rc == -ENOENT) {
+			rc = 0;
+		} else {
+			log_err("cannot give %s a queue id: %s",
+				name_shown(de->d_name, shown, sizeof(shown)),
+				strerror(-rc));
+			if (queue_err_temporary(rc))
+				pickup_retry_later(d);
+			rc = 0;
+		}
 	}
 	closedir(dir);
-}
-
-/* One new/ file into the transaction; returns 1 if it should move to
- * cur/ after the commit, 0 to skip, -errno on a state error. */
-static int
-pickup_one(struct daemon *d, struct state_txn *txn, const char *name,
-	   char id[QUEUE_ID_LEN + 1])
-{
-	struct spool_file f;
-	struct queue_msg_info m;
-	char err[256];
-	int rc;
-
-	if (!queue_id_valid(name)) {
-		rc = pickup_rename(d, name, id);
-		if (rc < 0) {
-			if (rc != -ENOENT)
-				log_err("cannot rename new/%s: %s", name,
-					strerror(-rc));
-			return 0;
-		}
-		log_info("id=%s picked up new/%s", id, name);
-	} else {
-		str_copy(id, name, QUEUE_ID_LEN + 1);
-	}
-	rc = state_msg_get(txn, id, &m);
-	if (rc == 0) {
-		/* known already: the daemon stopped between commit and
-		 * rename last time */
-		queue_msg_info_free(&m);
-		return 1;
-	}
-	if (rc != -ENOENT)
-		return rc;
-	rc = spool_file_open(d->spool, QUEUE_DIR_NEW, id, &f, err, sizeof(err));
-	if (rc == -ENOENT)
-		return 0; /* a duplicate event for a file already taken */
-	if (rc < 0) {
-		log_err("id=%s status=failed reply=\"unreadable spool file: "
-			"%s\"",
-			id, err);
-		if (spool_move(d->spool, id, QUEUE_DIR_NEW, QUEUE_DIR_FAILED) <
-		    0)
-			return 0;
-		return put_unreadable(txn, id, err);
-	}
-	rc = record_from_file(&m, &f, QUEUE_MSG_QUEUED, now_s());
-	spool_file_close(&f);
-	if (rc < 0)
-		return rc;
-	rc = state_msg_put(txn, &m);
-	if (rc == 0) {
-		log_info("id=%s from=<%s> nrcpt=%zu size=%llu queued", id,
-			 m.sender, m.nrcpt, (unsigned long long)m.size);
-		rc = 1;
-	}
-	queue_msg_info_free(&m);
 	return rc;
 }
 
-/* New files recorded per transaction. */
+/* What became of one file of new/. */
+enum pickup_result {
+	PICKUP_SKIP,  /* gone, refused into failed/, or renamed */
+	PICKUP_TAKEN, /* recorded: move it after the commit */
+	PICKUP_RETRY, /* a passing error: it stays in new/ */
+};
+
+/* A file recorded in the transaction, to be put in cur/ once it commits. */
+struct pickup_move {
+	char id[QUEUE_ID_LEN + 1];
+	int copied;    /* cur/.ID holds the daemon's copy */
+	int copy_done; /* cur/ID is that copy already (before a crash) */
+};
+
+/* A file bad in itself: into failed/ with the reason, never delivered. */
+static int
+pickup_refuse(struct daemon *d, struct state_txn *txn, const char *id,
+	      uid_t uid, const char *why)
+{
+	char reason[QUEUE_REPLY_MAX], fresh[QUEUE_ID_LEN + 1];
+	int rc;
+
+	rc = spool_move(d->spool, id, QUEUE_DIR_NEW, QUEUE_DIR_FAILED);
+	if (rc == -EEXIST && pickup_rename(d, id, fresh) == 0) {
+		/* named after a failed message: refused under its own id */
+		log_warn("id=%s uid=%ld new/%s renamed: its id is taken", fresh,
+			 uid_num(uid), id);
+		return PICKUP_SKIP;
+	}
+	if (rc == -ENOENT)
+		return PICKUP_SKIP;
+	if (rc < 0) {
+		log_err("id=%s cannot move to failed/: %s", id, strerror(-rc));
+		return PICKUP_RETRY;
+	}
+	snprintf(reason, sizeof(reason), "refused at pickup: %.480s", why);
+	log_err("id=%s uid=%ld status=failed reply=\"%s\"", id, uid_num(uid),
+		reason);
+	rc = put_unreadable(txn, id, reason);
+	return rc < 0 ? rc : PICKUP_SKIP;
+}
+
+/* Copies an untrusted file into cur/.ID with its Received line. */
+static int
+pickup_copy(struct daemon *d, const char *id, const struct spool_pickup *p,
+	    size_t *trace_len)
+{
+	char trace[MSG_RECEIVED_MAX], err[512];
+	int rc;
+
+	rc = msg_received_format(trace, sizeof(trace), (unsigned long)p->uid,
+				 daemon_hostname(), id, time(NULL));
+	if (rc < 0)
+		return rc;
+	*trace_len = (size_t)rc;
+	rc = spool_pickup_stage(d->spool, QUEUE_DIR_CUR, id, p, trace, err,
+				sizeof(err));
+	if (rc < 0)
+		log_err("id=%s pickup deferred: %s", id, err);
+	return rc;
+}
+
+/* One new/ file into the transaction: a pickup_result, or -errno on a
+ * state error. */
+static int
+pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
+	   struct pickup_move *mv)
+{
+	struct spool_pickup p;
+	struct queue_msg_info m;
+	char err[512], fresh[QUEUE_ID_LEN + 1];
+	size_t trace_len = 0;
+	int rc, known;
+
+	rc = spool_pickup_read(d->spool, QUEUE_DIR_NEW, id, d->gen->cf.max_size,
+			       &p, err, sizeof(err));
+	if (rc == -ENOENT)
+		return PICKUP_SKIP; /* a duplicate event for a file taken */
+	if (rc < 0 && queue_err_temporary(rc)) {
+		log_warn("id=%s uid=%ld pickup deferred: %s", id,
+			 uid_num(p.uid), err);
+		return PICKUP_RETRY;
+	}
+	if (rc < 0)
+		return pickup_refuse(d, txn, id, p.uid, err);
+	rc = state_msg_get(txn, id, &m);
+	known = rc == 0;
+	if (known && (m.state == QUEUE_MSG_HELD || m.state == QUEUE_MSG_FAILED) &&
+	    pickup_rename(d, id, fresh) == 0) {
+		/* the id of a message elsewhere: never merged with it */
+		log_warn("id=%s uid=%ld new/%s renamed: its id is taken", fresh,
+			 uid_num(p.uid), id);
+		rc = PICKUP_SKIP;
+		goto out;
+	}
+	if (known)
+		queue_msg_info_free(&m);
+	else if (rc != -ENOENT)
+		goto out;
+	str_copy(mv->id, id, sizeof(mv->id));
+	mv->copied = !p.trusted;
+	mv->copy_done = 0;
+	if (mv->copied && known &&
+	    spool_stat(d->spool, QUEUE_DIR_CUR, id, NULL, NULL) == 0) {
+		/* known and copied already: the daemon stopped before the
+		 * original went */
+		mv->copy_done = 1;
+	} else if (mv->copied &&
+		   (rc = pickup_copy(d, id, &p, &trace_len)) < 0) {
+		rc = PICKUP_RETRY; /* the file is fine; the failure is ours */
+		goto out;
+	}
+	rc = PICKUP_TAKEN;
+	if (known)
+		goto out; /* the daemon stopped between commit and move */
+	rc = record_from_env(&m, id, &p.env, p.len - p.body_off + trace_len,
+			     QUEUE_MSG_QUEUED, now_s());
+	if (rc == 0)
+		rc = state_msg_put(txn, &m);
+	if (rc == 0) {
+		log_info("id=%s uid=%ld from=<%s> nrcpt=%zu size=%llu queued%s",
+			 id, uid_num(p.uid), m.sender, m.nrcpt,
+			 (unsigned long long)m.size, mv->copied ? " (copied)" : "");
+		rc = PICKUP_TAKEN;
+	}
+	queue_msg_info_free(&m);
+out:
+	spool_pickup_free(&p);
+	return rc;
+}
+
+/* After the commit: the files recorded go into cur/. A copy is placed,
+ * cur/ synced, and only then its original unlinked, so that a crash
+ * leaves one of the two, never neither. */
+static void
+pickup_place(struct daemon *d, struct pickup_move *mv, size_t n)
+{
+	int ndfd = spool_dirfd(d->spool, QUEUE_DIR_NEW);
+	int cdfd = spool_dirfd(d->spool, QUEUE_DIR_CUR);
+	size_t copies = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!mv[i].copied) {
+			/* No fsync: a rename lost in a crash leaves the file
+			 * in new/, where the next pickup finds it known and
+			 * moves it again. */
+			if (renameat(ndfd, mv[i].id, cdfd, mv[i].id) < 0 &&
+			    errno != ENOENT)
+				log_err("id=%s cannot move to cur/: %s",
+					mv[i].id, strerror(errno));
+			continue;
+		}
+		rc = mv[i].copy_done ? 0
+				     : spool_pickup_place(d->spool,
+							  QUEUE_DIR_CUR,
+							  mv[i].id, 0);
+		if (rc == -EEXIST)
+			rc = 0; /* placed before a crash; the copy is gone */
+		if (rc < 0) {
+			log_err("id=%s cannot place its copy in cur/: %s",
+				mv[i].id, strerror(-rc));
+			mv[i].copied = 0; /* keep the original */
+			continue;
+		}
+		copies++;
+	}
+	if (copies == 0)
+		return;
+	if (fsync(cdfd) < 0) {
+		/* the originals stay; the next pickup finds them copied */
+		log_err("cannot sync cur/: %s", strerror(errno));
+		pickup_retry_later(d);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (mv[i].copied && unlinkat(ndfd, mv[i].id, 0) < 0 &&
+		    errno != ENOENT)
+			log_err("id=%s cannot remove new/%s: %s", mv[i].id,
+				mv[i].id, strerror(errno));
+}
+
+/* New files recorded per transaction: with one file in memory at a time
+ * (max_size at most), this bounds the transaction, not the memory. */
 #define PICKUP_CHUNK 1000
 
 static int claims_take(struct daemon *d, struct state_txn *txn,
@@ -264,15 +490,26 @@ static void
 pickup_cb(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
-	char(*moved)[QUEUE_ID_LEN + 1] = NULL;
+	struct pickup_move *moved = NULL;
 	struct state_txn *txn = NULL;
 	struct claims c = {0};
 	size_t nmoved = 0, take;
 	int rc;
 
-	if (d->rescan_new)
-		pickup_read_new(d);
+	if (d->pickup_retry && uv_now(d->loop) >= d->pickup_retry_due) {
+		d->pickup_retry = 0;
+		d->rescan_new = 1;
+	}
+	if (d->rescan_new && (rc = pickup_read_new(d)) < 0) {
+		log_err("cannot read %s/new: %s", spool_path(d->spool),
+			strerror(-rc));
+		d->rescan_new = 0;
+		goto retry;
+	}
 	if (d->npending == 0) {
+		if (!d->pickup_retry)
+			d->pickup_backoff_ms = 0;
+		pickup_rearm(d);
 		sched_run(d);
 		return;
 	}
@@ -285,11 +522,13 @@ pickup_cb(uv_timer_t *t)
 		goto retry;
 	}
 	for (size_t i = 0; i < take; i++) {
-		rc = pickup_one(d, txn, d->pending[i], moved[nmoved]);
+		rc = pickup_one(d, txn, d->pending[i], &moved[nmoved]);
 		if (rc < 0)
 			goto abort;
-		if (rc == 1)
+		if (rc == PICKUP_TAKEN)
 			nmoved++;
+		else if (rc == PICKUP_RETRY)
+			pickup_retry_later(d);
 	}
 	/* the new messages leave for delivery in the same commit */
 	rc = claims_take(d, txn, &c);
@@ -301,22 +540,13 @@ pickup_cb(uv_timer_t *t)
 		claims_finish(d, &c, 0);
 		goto retry;
 	}
-	for (size_t i = 0; i < nmoved; i++) {
-		/* No fsync: a rename lost in a crash leaves the file in
-		 * new/, where the next pickup finds it known and moves it
-		 * again. */
-		if (renameat(spool_dirfd(d->spool, QUEUE_DIR_NEW), moved[i],
-			     spool_dirfd(d->spool, QUEUE_DIR_CUR),
-			     moved[i]) < 0 &&
-		    errno != ENOENT)
-			log_err("id=%s cannot move to cur/: %s", moved[i],
-				strerror(errno));
-	}
+	pickup_place(d, moved, nmoved);
 	d->npending -= take;
 	memmove(d->pending, d->pending + take,
 		d->npending * sizeof(*d->pending));
-	if (d->npending > 0)
-		uv_timer_start(&d->pickup_timer, pickup_cb, 0, 0);
+	if (!d->pickup_retry)
+		d->pickup_backoff_ms = 0;
+	pickup_rearm(d);
 	free(moved);
 	/* only now: the delivery threads read the files from cur/ */
 	claims_finish(d, &c, 1);
@@ -326,10 +556,12 @@ abort:
 	state_abort(txn);
 	claims_finish(d, &c, 0);
 retry:
-	/* keep the names; the rescan timer also finds them */
+	/* the names are in new/ still: read it again after a backoff,
+	 * not at once, or a lasting error would spin the loop */
 	free(moved);
 	d->npending = 0;
-	d->rescan_new = 1;
+	pickup_retry_later(d);
+	pickup_rearm(d);
 }
 
 /* ---- dispatch: due index -> delivery threads --------------------- */
@@ -658,12 +890,18 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 		msg_bounce(d, m);
 		return 0;
 	}
-	why = jm->file_error ? "cannot record the outcome in the spool file"
-			     : first_reply(jm, DELIV_TEMPFAIL);
+	if (jm->temp_error) {
+		why = jm->diag;
+		log_warn("id=%s status=deferred reply=\"%s\"", jm->id, why);
+	} else if (jm->file_error) {
+		why = "cannot record the outcome in the spool file";
+	} else {
+		why = first_reply(jm, DELIV_TEMPFAIL);
+	}
 	if (why == NULL)
 		why = job->sess.diag[0] ? job->sess.diag : "not delivered";
 	set_str(&m->last_error, why);
-	if (!jm->file_error && can_continue)
+	if (!jm->file_error && !jm->temp_error && can_continue)
 		return 1;
 	m->attempts++;
 	if (now_s() - m->queued_at >= cf->max_age) {
@@ -1002,6 +1240,12 @@ rebuild_missing(struct daemon *d, struct state_txn *txn, enum queue_dir dir,
 		if (id_set_has(recs, id))
 			continue;
 		rc = spool_file_open(d->spool, dir, id, &f, err, sizeof(err));
+		if (rc < 0 && queue_err_temporary(rc)) {
+			/* the file is fine: start again later */
+			log_err("id=%s cannot read the spool file: %s", id,
+				err);
+			break;
+		}
 		if (rc < 0) {
 			log_err("id=%s unreadable spool file: %s", id, err);
 			rc = spool_move(d->spool, id, dir, QUEUE_DIR_FAILED);
@@ -1102,6 +1346,65 @@ out:
 	return rc;
 }
 
+/*
+ * The delivery threads map the files of cur/ and hold/, so each must be
+ * one that no one but root and the spool's owner can change. A file that
+ * is not (left by an older spoold, which moved users' files in place, or
+ * put there by hand) is replaced by a copy of the daemon's own if it
+ * passes the pickup rules, else moved to failed/ with the reason. Files of
+ * failed/ are left as they are: spool_file_open refuses to requeue one
+ * that is not the daemon's. 0, or -errno for a passing error.
+ */
+static int
+sched_adopt(struct daemon *d, enum queue_dir dir)
+{
+	int dfd = spool_dirfd(d->spool, dir), rc, replaced = 0;
+	struct id_set ids = {0};
+
+	spool_pickup_clean(d->spool, dir);
+	rc = spool_scan(d->spool, dir, scan_cb, &ids);
+	for (size_t i = 0; i < ids.n && rc >= 0; i++) {
+		const char *id = ids.ids[i];
+		struct spool_pickup p;
+		char err[512];
+		struct stat st;
+
+		if (fstatat(dfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    spool_file_untrusted(d->spool, &st) == NULL)
+			continue;
+		rc = spool_pickup_read(d->spool, dir, id, d->gen->cf.max_size,
+				       &p, err, sizeof(err));
+		if (rc == 0) {
+			rc = spool_pickup_stage(d->spool, dir, id, &p, NULL,
+						err, sizeof(err));
+			if (rc == 0)
+				rc = spool_pickup_place(d->spool, dir, id, 1);
+			spool_pickup_free(&p);
+		}
+		if (rc == 0) {
+			replaced++;
+			log_info("id=%s uid=%ld %s file replaced by spoold's "
+				 "own copy",
+				 id, uid_num(st.st_uid),
+				 dir == QUEUE_DIR_CUR ? "cur/" : "hold/");
+		} else if (!queue_err_temporary(rc) && rc != -ENOENT) {
+			log_err("id=%s uid=%ld status=failed reply=\"%s\"",
+				id, uid_num(st.st_uid), err);
+			rc = spool_move(d->spool, id, dir, QUEUE_DIR_FAILED);
+			if (rc < 0) /* delivery refuses it in its turn */
+				log_err("id=%s cannot move to failed/: %s", id,
+					strerror(-rc));
+			rc = 0;
+		}
+		if (rc == -ENOENT)
+			rc = 0;
+	}
+	if (rc >= 0 && replaced > 0 && fsync(dfd) < 0)
+		rc = -errno;
+	id_set_free(&ids);
+	return rc < 0 ? rc : 0;
+}
+
 static int
 sched_reconcile(struct daemon *d, size_t *rebuilt)
 {
@@ -1123,7 +1426,16 @@ sched_start(struct daemon *d, char *err, size_t errlen)
 {
 	const char *dir = d->gen->cf.spool_dir;
 	size_t rebuilt = 0;
-	int rc = sched_reconcile(d, &rebuilt);
+	int rc = sched_adopt(d, QUEUE_DIR_CUR);
+
+	if (rc == 0)
+		rc = sched_adopt(d, QUEUE_DIR_HOLD);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot check the files of %s: %s",
+			 spool_path(d->spool), strerror(-rc));
+		return rc;
+	}
+	rc = sched_reconcile(d, &rebuilt);
 
 	/* The check at open reads every page but cannot foresee every
 	 * write: a tree LMDB rejects while reconciling is derived data all

@@ -35,7 +35,8 @@ struct job_msg {
 	char id[QUEUE_ID_LEN + 1];
 	/* filled by the delivery thread */
 	int gone;	  /* the spool file vanished (deleted meanwhile) */
-	int bad;	  /* the spool file could not be read; see diag */
+	int bad;	  /* the spool file is bad in itself; see diag */
+	int temp_error;	  /* a passing error kept it from being read */
 	int finished;	  /* no recipient left pending */
 	int any_failed;	  /* finished with a failed recipient */
 	int moved_failed; /* the file now lives in failed/ */
@@ -86,8 +87,13 @@ struct daemon {
 	int ctl_open;
 
 	int rescan_new;			   /* pickup must read all of new/ */
-	char (*pending)[QUEUE_ID_LEN + 1]; /* names seen by inotify */
+	char (*pending)[QUEUE_ID_LEN + 1]; /* ids seen in new/ */
 	size_t npending, cap_pending;
+	/* a pickup met a passing error (a lease, EMFILE, a failed commit):
+	 * new/ is read again at pickup_retry_due (loop ms), the delay
+	 * doubling from 1 s to SPOOLD_RESCAN_MS while errors go on */
+	int pickup_retry;
+	uint64_t pickup_retry_due, pickup_backoff_ms;
 
 	unsigned jobs_running;
 	/* a job's results could not be written: its records still say

@@ -95,7 +95,12 @@ job_load(struct workers *w, struct job *job, struct spool_file *files,
 			continue;
 		}
 		if (rc < 0) {
-			m->bad = 1;
+			/* EMFILE, ENOMEM, EIO...: the message waits, it
+			 * does not fail */
+			if (queue_err_temporary(rc))
+				m->temp_error = 1;
+			else
+				m->bad = 1;
 			f->fd = -1;
 			continue;
 		}
@@ -103,7 +108,7 @@ job_load(struct workers *w, struct job *job, struct spool_file *files,
 		m->index = calloc(f->env.nrcpt, sizeof(*m->index));
 		if (m->rcpt == NULL || m->index == NULL) {
 			snprintf(m->diag, sizeof(m->diag), "out of memory");
-			m->bad = 1;
+			m->temp_error = 1;
 			spool_file_close(f);
 			f->fd = -1;
 			continue;
@@ -209,7 +214,7 @@ job_run(struct workers *w, struct job *job)
 	for (size_t i = 0; i < job->n; i++) {
 		struct job_msg *m = &job->msgs[i];
 
-		if (files[i].fd < 0 || m->gone || m->bad)
+		if (files[i].fd < 0 || m->gone || m->bad || m->temp_error)
 			continue;
 		job_record(w, m, &files[i]);
 		/* addresses point into the mapping, which goes now */

@@ -383,7 +383,7 @@ test_submit_never_overwrites(void **ctx)
 
 	snprintf(p, sizeof(p), "%s/new/%s", fx->dir, id);
 	write_file(p, "precious", 8);
-	assert_int_equal(queue__spool_submit_id(sp, id, "a@b", rcpt, 1,
+	assert_int_equal(spool_submit_id(sp, id, "a@b", rcpt, 1,
 						test_msg, strlen(test_msg),
 						fx->err, ERRLEN),
 			 -EEXIST);

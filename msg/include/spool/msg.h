@@ -12,6 +12,7 @@
 #define SPOOL_MSG_H
 
 #include <stddef.h>
+#include <time.h>
 
 #define MSG_LOCAL_MAX 64
 #define MSG_DOMAIN_MAX 255
@@ -126,5 +127,19 @@ struct msg_compose_opts {
  */
 int msg_compose(const struct msg_compose_opts *o, struct msg_prepared *out,
 		char *err, size_t errlen);
+
+/*
+ * The trace header that records who submitted a message, as Postfix's
+ * pickup does ("from userid 1000"): one field, folded, CRLF ended,
+ *   Received: from userid UID by HOST (spoold) id ID;\r\n\tDATE\r\n
+ * for the first line of the message's header. uid is the kernel's word
+ * (getuid(), or the owner of a dropped file), never the message's. A host
+ * name with a character outside letters, digits, '.', '-' and '_' is
+ * written as "localhost". Returns the length written, or -ERANGE if buf
+ * (MSG_RECEIVED_MAX is always enough) is too small.
+ */
+#define MSG_RECEIVED_MAX 512
+int msg_received_format(char *buf, size_t len, unsigned long uid,
+			const char *host, const char *id, time_t when);
 
 #endif

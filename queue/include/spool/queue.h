@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* 14 hex digits of microseconds since the epoch, then 10 random hex
@@ -36,6 +37,24 @@
 #define QUEUE_ID_LEN 24
 #define QUEUE_REPLY_MAX 512
 #define QUEUE_ADDR_MAX 320
+/* Recipients of one message, at submission and at pickup alike: enough
+ * for any notification list, and it bounds what one file can make the
+ * daemon parse, store and log. */
+#define SPOOL_RCPT_MAX 1000
+/* The most an envelope can take (magic, T, S and SPOOL_RCPT_MAX recipient
+ * lines of QUEUE_ADDR_MAX): a file in new/ larger than max_size plus this
+ * plus SPOOL_TRACE_MAX is refused by its size alone, before any read. */
+#define SPOOL_ENVELOPE_MAX ((SPOOL_RCPT_MAX + 4) * (QUEUE_ADDR_MAX + 4))
+/* Room for the trace header a submitter adds after its max_size check. */
+#define SPOOL_TRACE_MAX 1024
+
+/*
+ * 1 if rc (a -errno) is a passing condition of the system rather than a
+ * fault of the file at hand: EMFILE, ENFILE, ENOMEM, ENOBUFS, EAGAIN
+ * (EWOULDBLOCK: a lease), EINTR, EIO, ENOSPC, EDQUOT, EBUSY, ETXTBSY. Such
+ * an error defers a message or retries a pickup; it never fails one.
+ */
+int queue_err_temporary(int rc);
 
 enum queue_dir {
 	QUEUE_DIR_TMP,
@@ -102,6 +121,14 @@ int spool_own(const char *dir, const struct privs_ids *ids, int *adopted,
 	      char *err, size_t errlen);
 const char *spool_path(const struct spool *sp);
 int spool_dirfd(const struct spool *sp, enum queue_dir d);
+/* The owner of the spool directory: the daemon's user. */
+uid_t spool_owner(const struct spool *sp);
+/*
+ * NULL if st is a file only root and the spool's owner can change: a
+ * regular file of the spool's owner with one link and no write bit for
+ * group or others. Else why not ("not owned by the spool's owner", ...).
+ */
+const char *spool_file_untrusted(const struct spool *sp, const struct stat *st);
 
 struct spool_rcpt {
 	char *address;
@@ -134,13 +161,27 @@ int spool_parse(const char *data, size_t len, struct spool_envelope *env,
  * Durable submission: writes the envelope and msg to tmp/ID, fsyncs it,
  * renames it into new/ID (never over an existing file) and fsyncs new/.
  * Returns 0 only when all of that is on disk; on any error nothing is left
- * in tmp/ or new/. id_out gets the id (QUEUE_ID_LEN + 1 bytes).
+ * in tmp/ or new/. id_out gets the id (QUEUE_ID_LEN + 1 bytes). More than
+ * SPOOL_RCPT_MAX recipients is -EINVAL. Run by root, the file is given to
+ * the spool's owner before it enters new/, so the daemon can take it as
+ * it is (see spool_pickup_read).
  */
 int spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
 		 size_t nrcpt, const char *msg, size_t len,
 		 char id_out[QUEUE_ID_LEN + 1], char *err, size_t errlen);
+/* spool_submit under an id the caller made with queue_id_new (e.g. for a
+ * trace header naming it). An existing new/ID is never replaced. */
+int spool_submit_id(struct spool *sp, const char *id, const char *sender,
+		    const char *const *rcpt, size_t nrcpt, const char *msg,
+		    size_t len, char *err, size_t errlen);
 
-/* An open, mapped spool file. */
+/*
+ * An open, mapped spool file. Only a file that spool_file_untrusted
+ * passes is opened (else -EPERM): the daemon's own files in cur/, hold/
+ * and failed/, which it wrote itself or took from new/ only after
+ * spool_pickup_read found them safe, so no one else can truncate the
+ * file under the mapping. The open does not block (O_NONBLOCK).
+ */
 struct spool_file {
 	char id[QUEUE_ID_LEN + 1];
 	int fd;
@@ -159,6 +200,62 @@ void spool_file_close(struct spool_file *f);
 int spool_file_mark(struct spool_file *f, size_t i, enum queue_rcpt_state st);
 /* fdatasync: makes marks durable. */
 int spool_file_sync(struct spool_file *f);
+
+/* ---- pickup: the daemon reads new/, where it trusts nothing ------- */
+
+/* A file read from the spool into memory, checked. */
+struct spool_pickup {
+	char *data; /* the whole file, malloc'd */
+	size_t len;
+	size_t body_off;
+	struct spool_envelope env;
+	uid_t uid;   /* its owner, from fstat: who submitted it; -1 unknown */
+	int trusted; /* spool_file_untrusted passed: taken as it is */
+};
+
+/*
+ * Reads d/ID as the daemon must read a file anyone may have written:
+ * opened O_RDONLY|O_NOFOLLOW|O_NONBLOCK|O_NOCTTY (a FIFO, device, symlink
+ * or lease cannot block; a write lease is -EAGAIN), a regular file only,
+ * over max_size + SPOOL_ENVELOPE_MAX + SPOOL_TRACE_MAX refused by its size
+ * before any read, then read() whole (never mapped) and checked by
+ * spool_pickup_check. 0 with out filled (free with spool_pickup_free);
+ * -ENOENT gone; an error for which queue_err_temporary is true: try
+ * again later; any other: the file is bad in itself, err says why.
+ * out->uid is set whenever the file could be opened.
+ */
+int spool_pickup_read(struct spool *sp, enum queue_dir d, const char *id,
+		      uint64_t max_size, struct spool_pickup *out, char *err,
+		      size_t errlen);
+void spool_pickup_free(struct spool_pickup *p); /* NULL is a no-op */
+
+/*
+ * The rules of submission applied to a spool file image: spool_parse,
+ * then the sender and every recipient through msg_addr_check (no ESMTP
+ * parameter, space, angle bracket, control character; length limits), at
+ * most SPOOL_RCPT_MAX recipients, a message of at most max_size bytes
+ * (+ SPOOL_TRACE_MAX) with no NUL byte. 0 with env and *body_off filled,
+ * or -EINVAL (-ENOMEM) and err.
+ */
+int spool_pickup_check(const char *data, size_t len, uint64_t max_size,
+		       struct spool_envelope *env, size_t *body_off, char *err,
+		       size_t errlen);
+
+/*
+ * Writes p into a new file d/.ID of the daemon's own (O_EXCL, 0600),
+ * with trace (may be NULL) as the first line of the message's header, and
+ * fdatasyncs it. A leftover d/.ID of a crash is replaced. The copy is put
+ * in place by spool_pickup_place. Never touches the original.
+ */
+int spool_pickup_stage(struct spool *sp, enum queue_dir d, const char *id,
+		       const struct spool_pickup *p, const char *trace,
+		       char *err, size_t errlen);
+/* Renames d/.ID to d/ID: never over an existing d/ID unless replace
+ * (-EEXIST, and the copy d/.ID is removed). No fsync. */
+int spool_pickup_place(struct spool *sp, enum queue_dir d, const char *id,
+		       int replace);
+/* Removes the d/.ID files a crash left behind; returns the count. */
+int spool_pickup_clean(struct spool *sp, enum queue_dir d);
 
 /* rename(from/ID, to/ID) then fsync(to). Never replaces an existing
  * to/ID (-EEXIST): a spool file holds recipient marks. */
