@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# submit_cost.sh SPOOLCTL [RUNS]: the wall time of one `spoolctl submit`,
+# submit_cost.sh SPOOLCTL [RUNS [plain]]: the wall time of one
+# `spoolctl submit`,
 # as root and as user nobody, RUNS times each (default 200); prints each
 # median and the 90th percentile in milliseconds. No daemon runs: this is
 # the submitter's own cost (process start, configuration, durable write).
 #
-# nobody submits through a copy of SPOOLCTL in the test folder; when the
-# group spoold-submit exists that copy is made setgid to it, as
-# spoold-setup installs spoolctl, and the spool is made by `spoolctl init`
-# as root (the spool model of that spoolctl).
+# nobody submits through a copy of SPOOLCTL in the test folder, made
+# setgid spoold-submit as spoold-setup installs spoolctl, unless "plain"
+# is given (a spoolctl of the earlier model, whose spool anyone could
+# write). The spool is made by that spoolctl's `init` as root.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || {
 	echo "submit_cost.sh: run as root (it submits as nobody too)" >&2
 	exit 77
 }
-spoolctl=$(realpath "${1:?usage: submit_cost.sh SPOOLCTL [RUNS]}")
+spoolctl=$(realpath "${1:?usage: submit_cost.sh SPOOLCTL [RUNS [plain]]}")
 runs=${2:-200}
+plain=${3:-}
 dir=$(mktemp -d /tmp/spool-submit-cost.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 chmod 755 "$dir"
 cp "$spoolctl" "$dir/spoolctl"
-if getent group spoold-submit >/dev/null; then
+if [ "$plain" != plain ]; then
 	chgrp spoold-submit "$dir/spoolctl"
 	chmod 2755 "$dir/spoolctl"
 fi
