@@ -145,8 +145,8 @@ received_host_ok(const char *h)
 }
 
 int
-msg_received_format(char *buf, size_t len, unsigned long uid,
-		    const char *host, const char *id, time_t when)
+msg_received_format(char *buf, size_t len, unsigned long uid, const char *host,
+		    const char *id, time_t when)
 {
 	char date[RFC5322_DATE_LEN];
 	int n;

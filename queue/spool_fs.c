@@ -245,7 +245,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 			rc = spool_sync_parent(dir);
 		if (rc < 0) {
 			queue__err(err, errlen, "spool: create %s: %s", dir,
-				  strerror(-rc));
+				   strerror(-rc));
 			goto fail;
 		}
 		spool_fix_mode(AT_FDCWD, dir, SPOOL_ROOT_MODE);
@@ -254,7 +254,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	if (sp->dfd < 0 || fstat(sp->dfd, &st) < 0) {
 		rc = -errno;
 		queue__err(err, errlen, "spool: open %s: %s", dir,
-			  strerror(-rc));
+			   strerror(-rc));
 		goto fail;
 	}
 	sp->owner = st.st_uid;
@@ -268,7 +268,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		} else if (create && errno != EEXIST) {
 			rc = spool_errno(errno);
 			queue__err(err, errlen, "spool: create %s/%s: %s", dir,
-				  name, strerror(-rc));
+				   name, strerror(-rc));
 			goto fail;
 		}
 		if (create)
@@ -279,7 +279,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		if (sp->sub[i] < 0) {
 			rc = -errno;
 			queue__err(err, errlen, "spool: open %s/%s: %s", dir,
-				  name, strerror(-rc));
+				   name, strerror(-rc));
 			goto fail;
 		}
 	}
@@ -289,7 +289,7 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 	if (made && fsync(sp->dfd) < 0 && errno != EBADF) {
 		rc = spool_errno(errno);
 		queue__err(err, errlen, "spool: fsync %s: %s", dir,
-			  strerror(-rc));
+			   strerror(-rc));
 		goto fail;
 	}
 	*out = sp;
@@ -471,9 +471,9 @@ queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
 		nl = memchr(line, '\n', len - pos);
 		if (nl == NULL) {
 			queue__err(err, errlen,
-				  "spool file line %zu: envelope does not end "
-				  "with an empty line",
-				  lineno);
+				   "spool file line %zu: envelope does not end "
+				   "with an empty line",
+				   lineno);
 			goto fail;
 		}
 		llen = (size_t)(nl - line);
@@ -483,10 +483,11 @@ queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
 		if (lineno == 1) {
 			if (llen != strlen(SPOOL_MAGIC) ||
 			    memcmp(line, SPOOL_MAGIC, llen) != 0) {
-				queue__err(err, errlen,
-					  "spool file line 1: not a spool file "
-					  "(want \"%s\")",
-					  SPOOL_MAGIC);
+				queue__err(
+				    err, errlen,
+				    "spool file line 1: not a spool file "
+				    "(want \"%s\")",
+				    SPOOL_MAGIC);
 				goto fail;
 			}
 			continue;
@@ -495,9 +496,9 @@ queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
 			break;
 		if (llen < 2 || line[1] != ' ') {
 			queue__err(err, errlen,
-				  "spool file line %zu: not of the form "
-				  "\"X value\"",
-				  lineno);
+				   "spool file line %zu: not of the form "
+				   "\"X value\"",
+				   lineno);
 			goto fail;
 		}
 		arg = line + 2;
@@ -506,14 +507,14 @@ queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
 		case 'T':
 			if (have_time) {
 				queue__err(err, errlen,
-					  "spool file line %zu: second T line",
-					  lineno);
+					   "spool file line %zu: second T line",
+					   lineno);
 				goto fail;
 			}
 			if (spool_parse_time(arg, alen, &e.queued_at) < 0) {
 				queue__err(err, errlen,
-					  "spool file line %zu: bad time",
-					  lineno);
+					   "spool file line %zu: bad time",
+					   lineno);
 				goto fail;
 			}
 			have_time = 1;
@@ -521,23 +522,23 @@ queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
 		case 'S':
 			if (e.sender != NULL) {
 				queue__err(err, errlen,
-					  "spool file line %zu: second sender "
-					  "line",
-					  lineno);
+					   "spool file line %zu: second sender "
+					   "line",
+					   lineno);
 				goto fail;
 			}
 			why = spool_addr_problem(arg, alen, 1);
 			if (why != NULL) {
 				queue__err(err, errlen,
-					  "spool file line %zu: sender: %s",
-					  lineno, why);
+					   "spool file line %zu: sender: %s",
+					   lineno, why);
 				goto fail;
 			}
 			e.sender = strndup(arg, alen);
 			if (e.sender == NULL) {
 				rc = -ENOMEM;
 				queue__err(err, errlen, "spool file: %s",
-					  strerror(ENOMEM));
+					   strerror(ENOMEM));
 				goto fail;
 			}
 			continue;
@@ -552,28 +553,28 @@ queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
 			break;
 		default:
 			queue__err(err, errlen,
-				  "spool file line %zu: unknown line type",
-				  lineno);
+				   "spool file line %zu: unknown line type",
+				   lineno);
 			goto fail;
 		}
 		why = spool_addr_problem(arg, alen, 0);
 		if (why != NULL) {
 			queue__err(err, errlen,
-				  "spool file line %zu: recipient: %s", lineno,
-				  why);
+				   "spool file line %zu: recipient: %s", lineno,
+				   why);
 			goto fail;
 		}
 		if (e.nrcpt == max_rcpt) {
 			queue__err(err, errlen,
-				  "spool file line %zu: more than %zu "
-				  "recipients",
-				  lineno, max_rcpt);
+				   "spool file line %zu: more than %zu "
+				   "recipients",
+				   lineno, max_rcpt);
 			goto fail;
 		}
 		if (spool_rcpt_add(&e, &cap, arg, alen, st, start) < 0) {
 			rc = -ENOMEM;
 			queue__err(err, errlen, "spool file: %s",
-				  strerror(ENOMEM));
+				   strerror(ENOMEM));
 			goto fail;
 		}
 	}
@@ -622,11 +623,10 @@ queue__write_all(int fd, const char *p, size_t len)
  * which costs at most a repeated delivery.
  */
 int
-queue__rename_noreplace(int from, const char *name, int to,
-			const char *to_name)
+queue__rename_noreplace(int from, const char *name, int to, const char *to_name)
 {
-	if (syscall(SYS_renameat2, from, name, to, to_name,
-		    RENAME_NOREPLACE) == 0)
+	if (syscall(SYS_renameat2, from, name, to, to_name, RENAME_NOREPLACE) ==
+	    0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return spool_errno(errno);
@@ -733,8 +733,8 @@ spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	}
 	if (nrcpt > SPOOL_RCPT_MAX) {
 		queue__err(err, errlen,
-			  "spool: %zu recipients; at most %d per message",
-			  nrcpt, SPOOL_RCPT_MAX);
+			   "spool: %zu recipients; at most %d per message",
+			   nrcpt, SPOOL_RCPT_MAX);
 		return -EINVAL;
 	}
 	for (i = 0; i < nrcpt; i++) {
@@ -743,7 +743,7 @@ spool_submit_id(struct spool *sp, const char *id, const char *sender,
 			  : spool_addr_problem(rcpt[i], strlen(rcpt[i]), 0);
 		if (why != NULL) {
 			queue__err(err, errlen, "spool: recipient %zu: %s",
-				  i + 1, why);
+				   i + 1, why);
 			return -EINVAL;
 		}
 	}
@@ -765,7 +765,7 @@ spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		rc = spool_errno(errno);
 		free(head);
 		queue__err(err, errlen, "spool: %s tmp/%s: %s", step, id,
-			  strerror(-rc));
+			   strerror(-rc));
 		return rc;
 	}
 	/* the umask may only take bits away; make the mode exact */
@@ -822,10 +822,10 @@ spool_submit_id(struct spool *sp, const char *id, const char *sender,
 fail:
 	if (in_new)
 		queue__err(err, errlen, "spool: fsync new/ after adding %s: %s",
-			  id, strerror(-rc));
+			   id, strerror(-rc));
 	else
 		queue__err(err, errlen, "spool: %s tmp/%s: %s", step, id,
-			  strerror(-rc));
+			   strerror(-rc));
 	if (fd >= 0)
 		close(fd);
 	if (sync_fd >= 0)
@@ -850,11 +850,11 @@ spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
 	rc = queue_id_new(id);
 	if (rc < 0) {
 		queue__err(err, errlen, "spool: make queue id: %s",
-			  strerror(-rc));
+			   strerror(-rc));
 		return rc;
 	}
-	rc = spool_submit_id(sp, id, sender, rcpt, nrcpt, msg, len, err,
-			     errlen);
+	rc =
+	    spool_submit_id(sp, id, sender, rcpt, nrcpt, msg, len, err, errlen);
 	if (rc == 0)
 		memcpy(id_out, id, sizeof(id));
 	return rc;
@@ -885,13 +885,13 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 	if (fd < 0) {
 		rc = -errno;
 		queue__err(err, errlen, "spool: open %s/%s: %s", dname, id,
-			  strerror(-rc));
+			   strerror(-rc));
 		return rc;
 	}
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		queue__err(err, errlen, "spool: stat %s/%s: %s", dname, id,
-			  strerror(-rc));
+			   strerror(-rc));
 		goto fail;
 	}
 	/* Mapped only if no one but root and the spool's owner can write
@@ -900,7 +900,7 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 	if (untrusted != NULL) {
 		rc = -EPERM;
 		queue__err(err, errlen, "spool: %s/%s: %s", dname, id,
-			  untrusted);
+			   untrusted);
 		goto fail;
 	}
 	if (st.st_size <= 0 || (uint64_t)st.st_size > SIZE_MAX) {
@@ -912,7 +912,7 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 	if (map == MAP_FAILED) {
 		rc = -errno;
 		queue__err(err, errlen, "spool: map %s/%s: %s", dname, id,
-			  strerror(-rc));
+			   strerror(-rc));
 		goto fail;
 	}
 	rc = spool_parse(map, (size_t)st.st_size, &out->env, &out->body_off,

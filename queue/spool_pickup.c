@@ -62,8 +62,8 @@ spool_pickup_check(const char *data, size_t len, uint64_t max_size,
 		goto bad;
 	}
 	for (size_t i = 0; i < env->nrcpt; i++)
-		if (msg_addr_check(env->rcpt[i].address, 0, why,
-				   sizeof(why)) != 0) {
+		if (msg_addr_check(env->rcpt[i].address, 0, why, sizeof(why)) !=
+		    0) {
 			queue__err(err, errlen, "recipient %zu: %s", i + 1,
 				   why);
 			goto bad;
@@ -71,8 +71,8 @@ spool_pickup_check(const char *data, size_t len, uint64_t max_size,
 	body = len - off;
 	if (body > max_size + SPOOL_TRACE_MAX) {
 		queue__err(err, errlen,
-			   "message of %zu bytes is over max_size (%llu)",
-			   body, (unsigned long long)max_size);
+			   "message of %zu bytes is over max_size (%llu)", body,
+			   (unsigned long long)max_size);
 		goto bad;
 	}
 	if (memchr(data + off, '\0', body) != NULL) {
@@ -310,7 +310,8 @@ spool_pickup_clean(struct spool *sp, enum queue_dir d)
 
 	if (spool_dirfd(sp, d) < 0)
 		return -EINVAL;
-	fd = openat(spool_dirfd(sp, d), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd =
+	    openat(spool_dirfd(sp, d), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	dir = fdopendir(fd);

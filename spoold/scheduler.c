@@ -383,7 +383,8 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 		return pickup_refuse(d, txn, id, p.uid, err);
 	rc = state_msg_get(txn, id, &m);
 	known = rc == 0;
-	if (known && (m.state == QUEUE_MSG_HELD || m.state == QUEUE_MSG_FAILED) &&
+	if (known &&
+	    (m.state == QUEUE_MSG_HELD || m.state == QUEUE_MSG_FAILED) &&
 	    pickup_rename(d, id, fresh) == 0) {
 		/* the id of a message elsewhere: never merged with it */
 		log_warn("id=%s uid=%ld new/%s renamed: its id is taken", fresh,
@@ -418,7 +419,8 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 	if (rc == 0) {
 		log_info("id=%s uid=%ld from=<%s> nrcpt=%zu size=%llu queued%s",
 			 id, uid_num(p.uid), m.sender, m.nrcpt,
-			 (unsigned long long)m.size, mv->copied ? " (copied)" : "");
+			 (unsigned long long)m.size,
+			 mv->copied ? " (copied)" : "");
 		rc = PICKUP_TAKEN;
 	}
 	queue_msg_info_free(&m);
@@ -449,10 +451,10 @@ pickup_place(struct daemon *d, struct pickup_move *mv, size_t n)
 					mv[i].id, strerror(errno));
 			continue;
 		}
-		rc = mv[i].copy_done ? 0
-				     : spool_pickup_place(d->spool,
-							  QUEUE_DIR_CUR,
-							  mv[i].id, 0);
+		rc = mv[i].copy_done
+			 ? 0
+			 : spool_pickup_place(d->spool, QUEUE_DIR_CUR, mv[i].id,
+					      0);
 		if (rc == -EEXIST)
 			rc = 0; /* placed before a crash; the copy is gone */
 		if (rc < 0) {
@@ -981,7 +983,9 @@ sched_job_done(struct daemon *d, struct job *job)
 	if (job->sess.relay_failed)
 		log_warn("transport=%s relay failed: %s", tname,
 			 job->sess.diag);
-	health_report(d, tname, job->sess.relay_failed, job->sess.diag);
+	/* a job whose files could not be read says nothing of the relay */
+	if (job->attempted)
+		health_report(d, tname, job->sess.relay_failed, job->sess.diag);
 	/* Failover stays within the configuration the attempt began
 	 * with, even if SIGHUP replaced it meanwhile. */
 	pos = route_next_up(d, job->gen, job->route_pos + 1);
@@ -1388,8 +1392,8 @@ sched_adopt(struct daemon *d, enum queue_dir dir)
 				 id, uid_num(st.st_uid),
 				 dir == QUEUE_DIR_CUR ? "cur/" : "hold/");
 		} else if (!queue_err_temporary(rc) && rc != -ENOENT) {
-			log_err("id=%s uid=%ld status=failed reply=\"%s\"",
-				id, uid_num(st.st_uid), err);
+			log_err("id=%s uid=%ld status=failed reply=\"%s\"", id,
+				uid_num(st.st_uid), err);
 			rc = spool_move(d->spool, id, dir, QUEUE_DIR_FAILED);
 			if (rc < 0) /* delivery refuses it in its turn */
 				log_err("id=%s cannot move to failed/: %s", id,

@@ -55,6 +55,7 @@ struct job {
 	struct job_msg *msgs;
 	size_t n;
 	struct transport_session sess;
+	int attempted; /* a session ran: sess says how the relay did */
 	int64_t started_ms;
 };
 

@@ -206,6 +206,7 @@ job_run(struct workers *w, struct job *job)
 		return;
 	}
 	ready = job_load(w, job, files, tm, settle);
+	job->attempted = ready > 0;
 	if (ready > 0 &&
 	    transport_deliver(t, tm, (size_t)ready, &job->sess) < 0 &&
 	    job->sess.diag[0] == '\0')

@@ -133,9 +133,14 @@ printf 'Subject: held\n\nhi\n' |
 umask 022
 def=${ids[1]}
 failid=${ids[5]}
-# picked up, nobody's message is spoold's own copy, out of nobody's reach
-[ "$(stat -c '%U %a' "$SPOOL/cur/${ids[4]}")" = "$SPOOLD_USER 600" ] ||
-	fail "nobody's message in cur/ is $(stat -c '%U %a' "$SPOOL/cur/${ids[4]}")"
+# nobody's file is nobody's in new/ (group spoold-submit, 0640); what
+# spoold keeps in cur/ is its own copy, which nobody can no longer write
+# or truncate
+own=$(stat -c '%U %G %a' "$SPOOL/new/${ids[4]}" 2>/dev/null) ||
+	own="$(stat -c '%U %a' "$SPOOL/cur/${ids[4]}") cur"
+[ "$own" = "nobody $SUBMIT_GROUP 640" ] || [ "$own" = "$SPOOLD_USER 600 cur" ] ||
+	fail "nobody's message is $own, want nobody $SUBMIT_GROUP 640 in new/," \
+		"$SPOOLD_USER 600 in cur/"
 
 # queue_json: the queue as spoolctl list --json --all prints it
 queue_json() {

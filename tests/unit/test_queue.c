@@ -383,9 +383,8 @@ test_submit_never_overwrites(void **ctx)
 
 	snprintf(p, sizeof(p), "%s/new/%s", fx->dir, id);
 	write_file(p, "precious", 8);
-	assert_int_equal(spool_submit_id(sp, id, "a@b", rcpt, 1,
-						test_msg, strlen(test_msg),
-						fx->err, ERRLEN),
+	assert_int_equal(spool_submit_id(sp, id, "a@b", rcpt, 1, test_msg,
+					 strlen(test_msg), fx->err, ERRLEN),
 			 -EEXIST);
 	assert_non_null(strstr(fx->err, id));
 	assert_non_null(strstr(fx->err, "File exists"));
@@ -1570,11 +1569,260 @@ test_record_history(void **ctx)
 	free(m.history);
 }
 
+/* ---- pickup: files of new/ read as hostile input ------------------------ */
+
+static void
+test_err_temporary(void **ctx)
+{
+	static const struct {
+		int err, temporary;
+	} t[] = {
+	    {EMFILE, 1}, {ENFILE, 1}, {ENOMEM, 1},  {EAGAIN, 1},
+	    {EIO, 1},	 {ENOSPC, 1}, {EDQUOT, 1},  {EINTR, 1},
+	    {EINVAL, 0}, {ENOENT, 0}, {EACCES, 0},  {ELOOP, 0},
+	    {EFBIG, 0},	 {EPERM, 0},  {EBADMSG, 0}, {0, 0},
+	};
+
+	(void)ctx;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		assert_int_equal(queue_err_temporary(-t[i].err),
+				 t[i].temporary);
+}
+
+static void
+test_pickup_check_table(void **ctx)
+{
+	static const struct {
+		const char *img;
+		size_t len;	 /* 0: strlen */
+		const char *why; /* NULL: accepted */
+	} t[] = {
+	    {"SPOOLD 1\nS a@example.org\nR b@example.net\n\nSubject: x\r\n", 0,
+	     NULL},
+	    {"SPOOLD 1\nS \nR b@example.net\nD c@example.net\n\n", 0, NULL},
+	    {"SPOOLD 1\nS a@vm> RET=FULL ENVID=X AUTH=<c@example.org>\n"
+	     "R b@example.net\n\n",
+	     0, "sender: bad address"},
+	    {"SPOOLD 1\nS a@example.org\nR b@example.net> NOTIFY=NEVER\n\n", 0,
+	     "recipient 1: bad address"},
+	    {"SPOOLD 1\nS a@example.org\nR b@example.net\nR "
+	     "<c@example.net>\n\n",
+	     0, "recipient 2: bad address"},
+	    {"SPOOLD 1\nS a b@example.org\nR b@example.net\n\n", 0,
+	     "space in address"},
+	    {"SPOOLD 1\nS a@example.org\nR unqualified\n\n", 0, "no @domain"},
+	    {"SPOOLD 1\nS a@example.org\nR b@example.net\n\na\0b",
+	     9 + 16 + 16 + 1 + 3, "NUL byte"},
+	    {"SPOOLD 1\nS a@example.org\nR b\x1b[31m@example.net\n\n", 0,
+	     "control character"},
+	};
+	struct spool_envelope env;
+	char err[ERRLEN];
+	size_t off;
+
+	(void)ctx;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		size_t len = t[i].len ? t[i].len : strlen(t[i].img);
+		int rc = spool_pickup_check(t[i].img, len, 1024, &env, &off,
+					    err, sizeof(err));
+
+		if (t[i].why == NULL) {
+			assert_int_equal(rc, 0);
+			spool_envelope_free(&env);
+			continue;
+		}
+		assert_int_equal(rc, -EINVAL);
+		if (strstr(err, t[i].why) == NULL)
+			fail_msg("case %zu: \"%s\", want \"%s\"", i, err,
+				 t[i].why);
+	}
+}
+
+/* An envelope of n recipients and a body of body_len 'x' bytes. */
+static char *
+pickup_image(size_t n, size_t body_len, size_t *len)
+{
+	size_t cap = 64 + n * 32 + body_len, off;
+	char *buf = malloc(cap);
+
+	assert_non_null(buf);
+	off = (size_t)snprintf(buf, cap, "SPOOLD 1\nS a@example.org\n");
+	for (size_t i = 0; i < n; i++)
+		off += (size_t)snprintf(buf + off, cap - off,
+					"R r%zu@example.net\n", i);
+	buf[off++] = '\n';
+	memset(buf + off, 'x', body_len);
+	*len = off + body_len;
+	return buf;
+}
+
+static void
+test_pickup_check_bounds(void **ctx)
+{
+	struct spool_envelope env;
+	char err[ERRLEN], *img;
+	size_t len, off;
+
+	(void)ctx;
+	img = pickup_image(SPOOL_RCPT_MAX, 10, &len);
+	assert_int_equal(
+	    spool_pickup_check(img, len, 1024, &env, &off, err, sizeof(err)),
+	    0);
+	assert_int_equal(env.nrcpt, SPOOL_RCPT_MAX);
+	spool_envelope_free(&env);
+	free(img);
+	img = pickup_image(SPOOL_RCPT_MAX + 1, 10, &len);
+	assert_int_equal(
+	    spool_pickup_check(img, len, 1024, &env, &off, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "more than 1000 recipients"));
+	free(img);
+	/* max_size, and room for a Received line added after its check */
+	img = pickup_image(1, 1024 + SPOOL_TRACE_MAX, &len);
+	assert_int_equal(
+	    spool_pickup_check(img, len, 1024, &env, &off, err, sizeof(err)),
+	    0);
+	spool_envelope_free(&env);
+	assert_int_equal(
+	    spool_pickup_check(img, len, 1023, &env, &off, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "over max_size"));
+	free(img);
+}
+
+static void
+test_pickup_read(void **ctx)
+{
+	struct fixture *fx = *ctx;
+	struct spool *sp = open_spool(fx);
+	static const char img[] = "SPOOLD 1\nS a@example.org\nR b@example.net\n"
+				  "\nSubject: x\r\n\r\nbody\r\n";
+	static const char trace[] = "Received: from userid 7 by h (spoold) "
+				    "id X;\r\n\tdate\r\n";
+	static const char *const ids[] = {
+	    "0123456789abcdef01234560", "0123456789abcdef01234561",
+	    "0123456789abcdef01234562", "0123456789abcdef01234563",
+	    "0123456789abcdef01234564"};
+	struct spool_pickup p;
+	struct spool_file f;
+	char path[512], want[512], got[512];
+	int fd;
+
+	/* the spool owner's own file: taken as it is */
+	snprintf(path, sizeof(path), "%s/new/%s", fx->dir, ids[0]);
+	write_file(path, img, strlen(img));
+	assert_int_equal(spool_pickup_read(sp, QUEUE_DIR_NEW, ids[0], 1024, &p,
+					   fx->err, ERRLEN),
+			 0);
+	assert_true(p.trusted);
+	assert_int_equal(p.uid, geteuid());
+	assert_int_equal(p.len, strlen(img));
+	spool_pickup_free(&p);
+	/* writable by the group: copied, never mapped */
+	assert_int_equal(chmod(path, 0620), 0);
+	assert_int_equal(spool_pickup_read(sp, QUEUE_DIR_NEW, ids[0], 1024, &p,
+					   fx->err, ERRLEN),
+			 0);
+	assert_false(p.trusted);
+	assert_int_equal(
+	    spool_file_open(sp, QUEUE_DIR_NEW, ids[0], &f, fx->err, ERRLEN),
+	    -EPERM);
+	assert_non_null(strstr(fx->err, "writable by group or others"));
+	assert_int_equal(spool_pickup_stage(sp, QUEUE_DIR_CUR, ids[0], &p,
+					    trace, fx->err, ERRLEN),
+			 0);
+	assert_int_equal(spool_pickup_place(sp, QUEUE_DIR_CUR, ids[0], 0), 0);
+	spool_pickup_free(&p);
+	/* the copy: the envelope, the trace line first in the header */
+	snprintf(want, sizeof(want),
+		 "SPOOLD 1\nS a@example.org\nR b@example.net\n\n%s"
+		 "Subject: x\r\n\r\nbody\r\n",
+		 trace);
+	snprintf(path, sizeof(path), "%s/cur/%s", fx->dir, ids[0]);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, got, sizeof(got)), (ssize_t)strlen(want));
+	close(fd);
+	assert_memory_equal(got, want, strlen(want));
+	assert_int_equal(
+	    spool_file_open(sp, QUEUE_DIR_CUR, ids[0], &f, fx->err, ERRLEN), 0);
+	spool_file_close(&f);
+	/* placing over an existing file: refused, the copy removed */
+	snprintf(path, sizeof(path), "%s/new/%s", fx->dir, ids[0]);
+	assert_int_equal(spool_pickup_read(sp, QUEUE_DIR_NEW, ids[0], 1024, &p,
+					   fx->err, ERRLEN),
+			 0);
+	assert_int_equal(spool_pickup_stage(sp, QUEUE_DIR_CUR, ids[0], &p, NULL,
+					    fx->err, ERRLEN),
+			 0);
+	spool_pickup_free(&p);
+	assert_int_equal(spool_pickup_place(sp, QUEUE_DIR_CUR, ids[0], 0),
+			 -EEXIST);
+	assert_int_equal(dir_count(path_of(fx, "cur")), 1);
+	/* a symlink, a FIFO, a directory: refused unopened */
+	snprintf(path, sizeof(path), "%s/new/%s", fx->dir, ids[1]);
+	assert_int_equal(symlink("/etc/passwd", path), 0);
+	snprintf(path, sizeof(path), "%s/new/%s", fx->dir, ids[2]);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	snprintf(path, sizeof(path), "%s/new/%s", fx->dir, ids[3]);
+	assert_int_equal(mkdir(path, 0700), 0);
+	for (int i = 1; i <= 3; i++) {
+		assert_int_equal(spool_pickup_read(sp, QUEUE_DIR_NEW, ids[i],
+						   1024, &p, fx->err, ERRLEN),
+				 -EINVAL);
+		assert_non_null(strstr(fx->err, "not a regular file"));
+	}
+	/* a sparse file: refused by its size, nothing read */
+	snprintf(path, sizeof(path), "%s/new/%s", fx->dir, ids[4]);
+	write_file(path, img, strlen(img));
+	assert_int_equal(truncate(path, 1 << 30), 0);
+	assert_int_equal(spool_pickup_read(sp, QUEUE_DIR_NEW, ids[4], 1024, &p,
+					   fx->err, ERRLEN),
+			 -EFBIG);
+	assert_null(p.data);
+	assert_int_equal(spool_pickup_read(sp, QUEUE_DIR_NEW,
+					   "0123456789abcdef0123456f", 1024, &p,
+					   fx->err, ERRLEN),
+			 -ENOENT);
+	/* a crash's leftover copy is cleaned */
+	snprintf(path, sizeof(path), "%s/cur/.%s", fx->dir, ids[4]);
+	write_file(path, "x", 1);
+	assert_int_equal(spool_pickup_clean(sp, QUEUE_DIR_CUR), 1);
+	spool_close(sp);
+}
+
+static void
+test_submit_rcpt_cap(void **ctx)
+{
+	struct fixture *fx = *ctx;
+	struct spool *sp = open_spool(fx);
+	const char **rcpt = calloc(SPOOL_RCPT_MAX + 1, sizeof(*rcpt));
+	char id[QUEUE_ID_LEN + 1];
+
+	assert_non_null(rcpt);
+	for (size_t i = 0; i <= SPOOL_RCPT_MAX; i++)
+		rcpt[i] = "r@example.net";
+	assert_int_equal(spool_submit(sp, "a@b", rcpt, SPOOL_RCPT_MAX + 1,
+				      test_msg, strlen(test_msg), id, fx->err,
+				      ERRLEN),
+			 -EINVAL);
+	assert_non_null(strstr(fx->err, "at most 1000"));
+	assert_int_equal(dir_count(path_of(fx, "new")), 0);
+	free(rcpt);
+	spool_close(sp);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_id_shape_unique_ordered),
+	    cmocka_unit_test(test_err_temporary),
+	    cmocka_unit_test(test_pickup_check_table),
+	    cmocka_unit_test(test_pickup_check_bounds),
+	    cmocka_unit_test_setup_teardown(test_pickup_read, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_submit_rcpt_cap, setup,
+					    teardown),
 	    cmocka_unit_test(test_id_invalid),
 	    cmocka_unit_test_setup_teardown(test_spool_open, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_ok, setup, teardown),
