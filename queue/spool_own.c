@@ -181,7 +181,9 @@ spool_own(const char *dir, const struct privs_ids *ids, int *adopted, char *err,
 		}
 		rc = own_fix(sfd, &sst, ids->uid, gid,
 			     drop ? OWN_DROP_MODE : OWN_PRIVATE_MODE);
-		if (rc >= 0 && *adopted)
+		/* state/ every time: root's spoolctl, changing the queue
+		 * while no daemon ran, may have made LMDB's files anew */
+		if (rc >= 0 && (*adopted || strcmp(name, "state") == 0))
 			rc = own_files(sfd, ids->uid,
 				       drop ? ids->submit_gid : ids->gid,
 				       drop ? 0640 : 0600, drop);
@@ -192,20 +194,18 @@ spool_own(const char *dir, const struct privs_ids *ids, int *adopted, char *err,
 			goto out;
 		}
 	}
-	/* the pid file and the socket of an earlier daemon; the socket is
-	 * made again at start, the pid file is reused */
-	if (*adopted) {
-		rc = own_files(dfd, ids->uid, ids->gid, 0600, 0);
-		if (rc == 0 &&
-		    fchownat(dfd, "ctl.sock", ids->uid, ids->gid,
-			     AT_SYMLINK_NOFOLLOW) < 0 &&
-		    errno != ENOENT)
-			rc = -errno;
-		if (rc < 0) {
-			own_err(err, errlen, "spool: give %s to %s: %s", dir,
-				ids->user, strerror(-rc));
-			goto out;
-		}
+	/* the pid file (reused) and the socket (made again at start) of an
+	 * earlier daemon */
+	rc = own_files(dfd, ids->uid, ids->gid, 0600, 0);
+	if (rc == 0 && *adopted &&
+	    fchownat(dfd, "ctl.sock", ids->uid, ids->gid, AT_SYMLINK_NOFOLLOW) <
+		0 &&
+	    errno != ENOENT)
+		rc = -errno;
+	if (rc < 0) {
+		own_err(err, errlen, "spool: give %s to %s: %s", dir, ids->user,
+			strerror(-rc));
+		goto out;
 	}
 	rc = own_fix(dfd, &st, ids->uid, ids->gid, OWN_ROOT_MODE);
 	if (rc >= 0 && fsync(dfd) < 0)
