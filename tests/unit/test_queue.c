@@ -287,6 +287,16 @@ own_of(const char *path, char buf[256])
 	return buf;
 }
 
+/* asserts the owner, group and mode of dir/rel ("" for dir itself) */
+static void
+expect_own(const char *dir, const char *rel, const char *want)
+{
+	char p[256], b[256];
+
+	snprintf(p, sizeof(p), "%s%s%s", dir, rel[0] ? "/" : "", rel);
+	assert_string_equal(own_of(p, b), want);
+}
+
 static void
 make_file(const char *path, uid_t uid, mode_t mode)
 {
@@ -340,26 +350,19 @@ test_spool_own(void **ctx)
 
 	assert_int_equal(spool_own(d, &ids, &adopted, fx->err, ERRLEN), 0);
 	assert_int_equal(adopted, 1);
-	assert_string_equal(own_of(d, b), "4321:4322:711");
-	snprintf(p, sizeof(p), "%s/new", d);
-	assert_string_equal(own_of(p, b), "4321:4323:3730");
-	snprintf(p, sizeof(p), "%s/tmp", d);
-	assert_string_equal(own_of(p, b), "4321:4323:3730");
-	snprintf(p, sizeof(p), "%s/state", d);
-	assert_string_equal(own_of(p, b), "4321:4322:700");
+	expect_own(d, "", "4321:4322:711");
+	expect_own(d, "new", "4321:4323:3730");
+	expect_own(d, "tmp", "4321:4323:3730");
+	expect_own(d, "state", "4321:4322:700");
 	/* a waiting file keeps its owner, gets the group and 0640 */
-	snprintf(p, sizeof(p), "%s/new/users", d);
-	assert_string_equal(own_of(p, b), "65534:4323:640");
-	snprintf(p, sizeof(p), "%s/state/data.mdb", d);
-	assert_string_equal(own_of(p, b), "4321:4322:600");
-	snprintf(p, sizeof(p), "%s/spoold.pid", d);
-	assert_string_equal(own_of(p, b), "4321:4322:600");
+	expect_own(d, "new/users", "65534:4323:640");
+	expect_own(d, "state/data.mdb", "4321:4322:600");
+	expect_own(d, "spoold.pid", "4321:4322:600");
 	/* the link itself and the file with two names: untouched (the
 	 * second name's file is cur/roots, so it stays root's too) */
 	snprintf(p, sizeof(p), "%s/new/link", d);
 	assert_true(strncmp(own_of(p, b), "0:0:", 4) == 0);
-	snprintf(p, sizeof(p), "%s/cur/roots", d);
-	assert_string_equal(own_of(p, b), "0:0:600");
+	expect_own(d, "cur/roots", "0:0:600");
 
 	assert_int_equal(spool_own(d, &ids, &adopted, fx->err, ERRLEN), 0);
 	assert_int_equal(adopted, 0);
@@ -367,11 +370,9 @@ test_spool_own(void **ctx)
 	snprintf(d, sizeof(d), "%s/fresh/spool", fx->dir);
 	assert_int_equal(spool_own(d, &ids, &adopted, fx->err, ERRLEN), 0);
 	assert_int_equal(adopted, 0);
-	assert_string_equal(own_of(d, b), "4321:4322:711");
-	snprintf(p, sizeof(p), "%s/new", d);
-	assert_string_equal(own_of(p, b), "4321:4323:3730");
-	snprintf(p, sizeof(p), "%s/cur", d);
-	assert_string_equal(own_of(p, b), "4321:4322:700");
+	expect_own(d, "", "4321:4322:711");
+	expect_own(d, "new", "4321:4323:3730");
+	expect_own(d, "cur", "4321:4322:700");
 }
 
 /* ---- submission ----------------------------------------------------- */
