@@ -218,13 +218,18 @@ import os, sys
 used = {int(x) for x in os.listdir("/proc/%s/fd" % sys.argv[1])}
 print(next(i for i in range(65536) if i not in used))' "$SPOOLD_PID")
 # the soft limit only: raising a hard limit back needs CAP_SYS_RESOURCE
-old_limit=$(prlimit --pid "$SPOOLD_PID" --nofile --raw --noheadings \
+# as spoold's own user: root here may lack CAP_SYS_RESOURCE, which
+# another user's process would take
+as_spoold() {
+	runuser -u "$SPOOLD_USER" -- "$@"
+}
+old_limit=$(as_spoold prlimit --pid "$SPOOLD_PID" --nofile --raw --noheadings \
 	--output=SOFT,HARD | awk '{print $1 ":" $2}')
-prlimit --pid "$SPOOLD_PID" --nofile="$low:${old_limit#*:}"
+as_spoold prlimit --pid "$SPOOLD_PID" --nofile="$low:${old_limit#*:}"
 log "spoold limited to $low descriptors (was $old_limit)"
 root_submit emfile-new
 sleep 4 # retries of the pickup and of the delivery meet EMFILE
-prlimit --pid "$SPOOLD_PID" --nofile="$old_limit"
+as_spoold prlimit --pid "$SPOOLD_PID" --nofile="$old_limit"
 n=$(spoold_log_count 'Too many open files')
 [ "$n" -gt 0 ] || fail "spoold never met EMFILE: the phase proves nothing"
 [ "$(spoold_log_count 'status=failed')" = 0 ] ||
