@@ -291,6 +291,15 @@ submit_wait(const struct conf *cf, const char *id, long seconds)
 		ctl_error("%s", err);
 		return EX_IOERR;
 	}
+	/* a user who may not look into the queue cannot tell a delivered
+	 * message from one it cannot see: no false 0 */
+	if (spool_stat(sp, QUEUE_DIR_CUR, id, NULL, NULL) == -EACCES) {
+		spool_close(sp);
+		ctl_error("%s queued; only root and the spool's owner can wait "
+			  "for its delivery",
+			  id);
+		return EX_TEMPFAIL;
+	}
 	for (;;) {
 		if (spool_stat(sp, QUEUE_DIR_FAILED, id, NULL, NULL) == 0) {
 			spool_close(sp);

@@ -15,7 +15,8 @@
 #     without the setgid bit nobody cannot write the spool at all;
 #   - the setgid spoolctl takes nothing from its caller: -c with a file
 #     nobody wrote is refused (78), SPOOLD_SPOOL_DIR is ignored with one
-#     warning line and the mail goes to the system's spool;
+#     warning line and the mail goes to the system's spool; submit --wait
+#     says it cannot follow the message (75), never a false 0;
 #   - a spool of the earlier model (root's, tmp/ and new/ 1733, queued
 #     files 0600 of several users, a message in cur/) is adopted at the
 #     first start (logged once; not again at the next), takes the new
@@ -159,6 +160,12 @@ head -c 1200000 /dev/zero | tr '\0' x | sed 's/^/Subject: big\n\n/' |
 	as nobody env SPOOLD_SPOOL_MAX_SIZE=1G "$SETGID_SPOOLCTL" -c "$CONF" \
 	submit e@example.net >/dev/null 2>&1 || rc=$?
 [ "$rc" = 65 ] || fail "nobody's 1.2 MB message: exit $rc, want 65 (max_size)"
+# --wait: nobody cannot see the queue, so it is told so, never a false 0
+rc=0
+printf 'Subject: waited\n\nx\n' | as nobody "$SETGID_SPOOLCTL" -c "$CONF" \
+	submit --wait=5 w@example.net >/dev/null 2>"$T/err" || rc=$?
+[ "$rc" = 75 ] && grep -q "can wait for its delivery" "$T/err" ||
+	fail "nobody's submit --wait: exit $rc: $(cat "$T/err")"
 log "-c and \$SPOOLD_CONFIG of nobody's refused, SPOOLD_* ignored, max_size held"
 
 # ---- with spoold running: its socket refuses, it delivers ----------------
@@ -170,15 +177,15 @@ for u in nobody daemon; do
 		[ "$rc" = 77 ] || fail "$u (spoold running): spoolctl $cmd exited $rc"
 	done
 done
-wait_for_count 3 20
-for r in a b d; do
+wait_for_count 4 20
+for r in a b d w; do
 	sink_tool envelopes "$SINK_DIR" | grep -F "$r@example.net" >/dev/null ||
 		fail "the message to $r@example.net was not delivered"
 done
 grep -rqa "from userid $(id -u nobody)" "$SINK_DIR" ||
 	fail "no Received: from userid of nobody"
 stop_spoold
-log "spoold delivered the three; its socket refused both users"
+log "spoold delivered the four; its socket refused both users"
 
 # ---- adoption of a spool of the earlier, root-owned model ----------------
 OLD="$T/old"
