@@ -2,7 +2,9 @@
  * headers.c - splits a message into its header fields and body without
  * copying. Accepts any line ends (CRLF, LF, CR) because callers hand in
  * raw input; refuses only NUL bytes, which no mail path can carry. The
- * fields point into the caller's buffer, which must outlive them.
+ * fields point into the caller's buffer, which must outlive them. Also
+ * formats the Received line that names the submitting uid, the one
+ * function both spoolctl and spoold use for it.
  */
 #include <ctype.h>
 #include <errno.h>

@@ -178,7 +178,8 @@ view_new_cb(const char *id, void *arg)
 {
 	struct queue_view *v = ((void **)arg)[0];
 	struct spool *sp = ((void **)arg)[1];
-	struct spool_file f;
+	const struct conf *cf = ((void **)arg)[2];
+	struct spool_pickup f;
 	struct queue_msg_info m = {0};
 	char err[256];
 
@@ -187,14 +188,16 @@ view_new_cb(const char *id, void *arg)
 	for (size_t i = 0; i < v->n; i++)
 		if (strcmp(v->msgs[i].id, id) == 0)
 			return 0;
-	if (spool_file_open(sp, QUEUE_DIR_NEW, id, &f, err, sizeof(err)) < 0)
+	/* read as spoold reads it: any user may have written it */
+	if (spool_pickup_read(sp, QUEUE_DIR_NEW, id, cf->max_size, &f, err,
+			      sizeof(err)) < 0)
 		return 0; /* taken by spoold meanwhile, or unreadable */
 	str_copy(m.id, id, sizeof(m.id));
 	m.state = QUEUE_MSG_QUEUED;
 	m.queued_at =
 	    f.env.queued_at ? f.env.queued_at : queue_id_time_us(id) / 1000000;
 	m.next_attempt = m.queued_at;
-	m.size = f.size - f.body_off;
+	m.size = f.len - f.body_off;
 	m.sender = f.env.sender;
 	m.nrcpt = f.env.nrcpt;
 	m.rcpt = calloc(f.env.nrcpt, sizeof(*m.rcpt));
@@ -206,7 +209,7 @@ view_new_cb(const char *id, void *arg)
 		view_record_cb(&m, v);
 	}
 	free(m.rcpt);
-	spool_file_close(&f);
+	spool_pickup_free(&f);
 	return 0;
 }
 
@@ -226,7 +229,7 @@ view_load(struct queue_view *v, const struct conf *cf)
 	struct state *st = NULL;
 	struct state_txn *txn;
 	char err[512];
-	void *args[2];
+	void *args[3];
 	int rc;
 
 	rc = spool_open(&sp, cf->spool_dir, 0, err, sizeof(err));
@@ -258,6 +261,7 @@ view_load(struct queue_view *v, const struct conf *cf)
 	}
 	args[0] = v;
 	args[1] = sp;
+	args[2] = (void *)cf;
 	if (v->filter != LIST_FAILED)
 		spool_scan(sp, QUEUE_DIR_NEW, view_new_cb, args);
 	spool_close(sp);

@@ -10,7 +10,10 @@ Subcommands (DIR is a sink directory):
   body DIR N [--strip-received]
                             the captured bytes of transaction N, optionally
                             without the Received: fields a relay prepended
-  spool-message FILE        the message part of a spool file
+  spool-message FILE [--strip-received]
+                            the message part of a spool file, optionally
+                            without its leading Received: fields (root's
+                            spoolctl puts "from userid 0" there)
   spool-envelope FILE       the envelope of a spool file as JSON
   spool-pending SPOOL       Message-IDs of spool files (new/, cur/) with
                             a recipient still to deliver
@@ -255,7 +258,10 @@ def main(argv):
             data = strip_received(data)
         sys.stdout.buffer.write(data)
     elif cmd == "spool-message":
-        sys.stdout.buffer.write(spool_split(args[0])[1])
+        data = spool_split(args[0])[1]
+        if "--strip-received" in args[1:]:
+            data = strip_received(data)
+        sys.stdout.buffer.write(data)
     elif cmd == "spool-envelope":
         head = spool_split(args[0])[0].decode("utf-8")
         env = {"sender": None, "rcpt": [], "done": [], "failed": []}

@@ -91,7 +91,8 @@ sort -u "$T/accepted" "$T/queued.mids" >"$T/submitted"
 rc=0
 sink_tool tally "$T/submitted" "$T/got" --allowed /dev/null >"$T/tally" ||
 	rc=$?
-sink_tool verify "$SINK_DIR" "$T/verify.list" --from app@example.org \
+sink_tool verify "$SINK_DIR" "$T/verify.list" --strip-received \
+	--from app@example.org \
 	--rcpt ops@example.net >"$T/verify" || rc=$?
 killed_queued=$(comm -12 <(sort "$T/killed") "$T/queued.mids" | wc -l)
 echo "crash_submit_kill: runs=$RUNS killed=$(wc -l <"$T/killed")" \

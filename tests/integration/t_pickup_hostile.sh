@@ -21,7 +21,8 @@
 #   - a file nobody truncates and extends in a loop while spoold reads it;
 #   - a FIFO, a symlink and a device node (made by root): failed/ unread;
 #   - a sparse 256 MiB file: refused by its size, spoold's VmHWM stays low;
-#   - 200,000 R lines: refused by the recipient cap, in one log line;
+#   - 200,000 R lines: refused by the recipient cap, in one log line (and
+#     submit refuses 1,001 recipients, 65);
 #   - ESMTP parameters in S or R ("a@b> RET=FULL ..."), a NUL byte in the
 #     message: refused into failed/, never sent.
 . "$(dirname "$0")/lib.sh"
@@ -358,6 +359,12 @@ printf 'SPOOLD 1\nS nobody@example.org\nR nul@example.net\n\nSubject: nul\r\n\r\
 nb drop 0661ec93ce0479d24f5caaaa "$T/in/inject1"
 nb drop 0661ec93ce0479d24f5cbbbb "$T/in/inject2"
 nb drop 0661ec93ce0479d24f5ccccc "$T/in/nul"
+# submit holds to the same cap: 1,001 recipients are refused (65)
+rc=0
+printf 'Subject: cap\n\nx\n' | spoolctl submit $(seq -f 'c%g@example.net' 1 1001) \
+	>/dev/null 2>"$T/cap.err" || rc=$?
+[ "$rc" = 65 ] && grep -q 'at most 1000' "$T/cap.err" ||
+	fail "submit of 1,001 recipients: status $rc, $(cat "$T/cap.err")"
 wait_failed_with "not a regular file" 20 3
 wait_failed_with "over max_size" 20
 wait_failed_with "more than 1000 recipients" 20
