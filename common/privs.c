@@ -11,6 +11,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -52,6 +53,8 @@ privs_resolve(struct privs_ids *out, const char *user, const char *group,
 	out->uid = pw->pw_uid;
 	out->gid = pw->pw_gid;
 	str_copy(out->user, user, sizeof(out->user));
+	str_copy(out->home, pw->pw_dir != NULL ? pw->pw_dir : "/",
+		 sizeof(out->home));
 	errno = 0;
 	gr = getgrnam(group);
 	if (gr == NULL && errno != 0 && errno != ENOENT && errno != ESRCH) {
@@ -103,6 +106,12 @@ privs_drop(const struct privs_ids *ids, char *err, size_t errlen)
 			 "switching to user %s did not drop root for good",
 			 ids->user);
 		return -EPERM;
+	}
+	if (setenv("HOME", ids->home[0] ? ids->home : "/", 1) < 0 ||
+	    setenv("USER", ids->user, 1) < 0 ||
+	    setenv("LOGNAME", ids->user, 1) < 0) {
+		snprintf(err, errlen, "setting $HOME: %s", strerror(errno));
+		return -errno;
 	}
 	return 0;
 }

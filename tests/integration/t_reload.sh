@@ -10,9 +10,11 @@
 NOTIFY_LOG="$T/notify.log"
 export NOTIFY_SOCKET="$T/notify.sock"
 python3 - "$NOTIFY_SOCKET" "$NOTIFY_LOG" >"$T/notify.err" 2>&1 <<'EOF' &
-import socket, sys
+import os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
+# spoold started by root sends as its own user, as systemd's socket lets
+os.chmod(sys.argv[1], 0o666)
 with open(sys.argv[2], "a") as out:
     print("listening", file=out, flush=True)
     while True:

@@ -16,6 +16,7 @@ struct privs_ids {
 	gid_t submit_gid; /* [spool] submit_group */
 	char user[64];
 	char group[64];
+	char home[256]; /* the user's home, for $HOME */
 };
 
 /*
@@ -30,6 +31,8 @@ int privs_resolve(struct privs_ids *out, const char *user, const char *group,
  * Root becomes ids->uid for good: supplementary groups are exactly the
  * user's primary group and the submit group; real, effective and saved
  * ids all change, and the call checks that uid 0 cannot be regained.
+ * $HOME becomes the user's, as a login would set it: libraries look there
+ * (libESMTP for client certificates) and must not meet root's.
  * 0 or -errno with one line in err; on error the caller must exit.
  */
 int privs_drop(const struct privs_ids *ids, char *err, size_t errlen);
