@@ -63,7 +63,8 @@ tmp = os.path.join(spool.encode(), b"tmp", b"nb-%d" % os.getpid())
 new = os.path.join(spool.encode(), b"new", name)
 
 def make(data, mode=os.O_RDWR):
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | mode, 0o600)
+    # 0640: the daemon reads a dropped file through the submit group
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | mode, 0o640)
     if data:
         os.write(fd, data)
     return fd
