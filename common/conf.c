@@ -39,7 +39,8 @@ extern char **environ;
 
 /* Sections and their keys, for "did you mean" hints. */
 static const char *const conf_sections[] = {"spool", "delivery", "transport"};
-static const char *const conf_spool_keys[] = {"dir", "max_size", "failed_keep"};
+static const char *const conf_spool_keys[] = {"dir", "max_size", "failed_keep",
+					      "user", "submit_group"};
 static const char *const conf_delivery_keys[] = {"route", "concurrency",
 						 "retry", "max_age", "bounce"};
 
@@ -292,6 +293,33 @@ conf_duration(struct conf_parser *p, const char *sec, const char *key,
 	return 0;
 }
 
+/* [spool] user and submit_group: a user or group name; never root. */
+static int
+conf_spool_account(struct conf_parser *p, const char *key, const char *value)
+{
+	struct conf *cf = p->cf;
+	size_t n = strlen(value);
+
+	if (n == 0 || n > 32 ||
+	    strspn(value, "abcdefghijklmnopqrstuvwxyz"
+			  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n ||
+	    value[0] == '-') {
+		conf_fail(p, "spool", key, "\"%s\" is not a user or group name",
+			  value);
+		return -1;
+	}
+	if (strcmp(value, "root") == 0) {
+		conf_fail(p, "spool", key,
+			  "root is refused: spoold runs as an unprivileged "
+			  "user of its own (default %s)",
+			  key[0] == 'u' ? CONF_DEFAULT_USER
+					: CONF_DEFAULT_SUBMIT_GROUP);
+		return -1;
+	}
+	return conf_set_str(key[0] == 'u' ? &cf->spool_user : &cf->submit_group,
+			    value);
+}
+
 static int
 conf_spool_key(struct conf_parser *p, const char *key, const char *value)
 {
@@ -316,6 +344,8 @@ conf_spool_key(struct conf_parser *p, const char *key, const char *value)
 	if (strcmp(key, "failed_keep") == 0)
 		return conf_duration(p, "spool", key, value, 0,
 				     &cf->failed_keep);
+	if (strcmp(key, "user") == 0 || strcmp(key, "submit_group") == 0)
+		return conf_spool_account(p, key, value);
 	conf_unknown_key(p, "spool", key, conf_spool_keys,
 			 ARRAY_SIZE(conf_spool_keys));
 	return -1;
@@ -875,6 +905,8 @@ conf_defaults(struct conf *cf)
 {
 	memset(cf, 0, sizeof(*cf));
 	cf->spool_dir = strdup(CONF_DEFAULT_SPOOL);
+	cf->spool_user = strdup(CONF_DEFAULT_USER);
+	cf->submit_group = strdup(CONF_DEFAULT_SUBMIT_GROUP);
 	cf->max_size = 10 * 1024 * 1024;
 	cf->failed_keep = 30 * 86400;
 	cf->concurrency = 4;
@@ -885,7 +917,10 @@ conf_defaults(struct conf *cf)
 	cf->retry_count = 4;
 	cf->max_age = 5 * 86400;
 	cf->bounce = 0;
-	return cf->spool_dir == NULL ? -ENOMEM : 0;
+	return cf->spool_dir == NULL || cf->spool_user == NULL ||
+		       cf->submit_group == NULL
+		   ? -ENOMEM
+		   : 0;
 }
 
 /* The embedded default relay: the local MTA on 127.0.0.1:25. */
@@ -1079,6 +1114,8 @@ conf_free(struct conf *cf)
 					conf_transport_strings[j].off));
 	}
 	free(cf->spool_dir);
+	free(cf->spool_user);
+	free(cf->submit_group);
 	free(cf->source);
 	memset(cf, 0, sizeof(*cf));
 }

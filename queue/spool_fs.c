@@ -46,9 +46,11 @@ static const char *const spool_dir_names[SPOOL_NDIRS] = {
     [QUEUE_DIR_HOLD] = "hold",
 };
 
-/* The drop folders are sticky and writable by all; the rest private. */
+/* The drop folders are written by the owner and the submit group
+ * (setgid: files get that group; sticky: only a file's owner may remove
+ * it; the group may not list); the rest private. */
 static const mode_t spool_dir_modes[SPOOL_NDIRS + 1] = {
-    [QUEUE_DIR_TMP] = 01733, [QUEUE_DIR_NEW] = 01733,
+    [QUEUE_DIR_TMP] = 03730, [QUEUE_DIR_NEW] = 03730,
     [QUEUE_DIR_CUR] = 0700,  [QUEUE_DIR_FAILED] = 0700,
     [QUEUE_DIR_HOLD] = 0700, [SPOOL_NDIRS] = 0700, /* state/ */
 };
@@ -756,7 +758,9 @@ spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	}
 
 	step = "create";
-	fd = openat(tdfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* 0640: the daemon reads it through the folder's group; the
+	 * submitter loses its way to it when its own process ends */
+	fd = openat(tdfd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		rc = spool_errno(errno);
 		free(head);
@@ -766,7 +770,7 @@ spool_submit_id(struct spool *sp, const char *id, const char *sender,
 	}
 	/* the umask may only take bits away; make the mode exact */
 	step = "chmod";
-	if (fchmod(fd, 0600) < 0) {
+	if (fchmod(fd, 0640) < 0) {
 		rc = spool_errno(errno);
 		goto fail;
 	}

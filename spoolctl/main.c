@@ -130,8 +130,11 @@ int
 ctl_conf_load(struct conf *cf, const char *conf_path)
 {
 	char err[1024];
-	int rc = conf_load(cf, conf_path, err, sizeof(err));
+	int rc = ctl_setgid_conf_check(conf_path);
 
+	if (rc != 0)
+		return rc;
+	rc = conf_load(cf, conf_path, err, sizeof(err));
 	if (rc != 0)
 		ctl_error("%s", err);
 	return rc;
@@ -486,6 +489,7 @@ cmd_list(const char *conf_path, int argc, char **argv)
 	struct queue_view v = {.filter = LIST_QUEUE};
 	int opt, json = 0, rc;
 
+	ctl_setgid_drop(); /* sendmail -bp: a listing needs no group */
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -787,6 +791,7 @@ cmd_flush(const char *conf_path, int argc, char **argv)
 	size_t len = 6;
 	int rc;
 
+	ctl_setgid_drop(); /* sendmail -q: a flush needs no group */
 	for (int i = 1; i < argc; i++) {
 		if (!queue_id_valid(argv[i])) {
 			ctl_error("%s: not a queue id", argv[i]);
@@ -934,11 +939,34 @@ usage_error(const char *why, const char *arg)
 	return EX_USAGE;
 }
 
+/* 1 if this run queues a message: the only case that keeps the submit
+ * group of a setgid spoolctl. */
+static int
+run_submits(const char *name, int argc, char **argv)
+{
+	int i = 1;
+
+	if (strcmp(name, "mailq") == 0)
+		return 0;
+	if (strcmp(name, "sendmail") == 0) {
+		for (; i < argc && argv[i][0] == '-'; i++)
+			if (strncmp(argv[i], "-bp", 3) == 0 ||
+			    strncmp(argv[i], "-q", 2) == 0)
+				return 0;
+		return 1;
+	}
+	while (i < argc && strcmp(argv[i], "-c") == 0)
+		i += 2;
+	return i < argc && strcmp(argv[i], "submit") == 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *conf_path = NULL, *name = basename(argv[0]);
 	int i = 1;
+
+	ctl_setgid_init(run_submits(name, argc, argv));
 
 	if (strcmp(name, "sendmail") == 0) {
 		ctl_progname = "sendmail";

@@ -40,6 +40,20 @@ int ctl_no_spool(const char *spool_dir);
 int ctl_state_open(struct state **st, const char *spool_dir, int readonly,
 		   char *err, size_t errlen);
 
+/*
+ * spoolctl installed setgid to the submit group (setgid.c). init: at
+ * start; submits: the command queues a message (only then is the group
+ * kept, with the caller's group effective until ctl_setgid_raise). raise:
+ * the group for writing the spool file, 0 or EX_OSERR after one line;
+ * drop: gone for good (a no-op when not held). conf_check: 0, or
+ * EX_CONFIG after one line for a configuration the caller may have
+ * written while the group is held.
+ */
+void ctl_setgid_init(int submits);
+int ctl_setgid_raise(void);
+void ctl_setgid_drop(void);
+int ctl_setgid_conf_check(const char *conf_path);
+
 int cmd_submit(const char *conf_path, int argc, char **argv);
 
 /* Submission pieces shared by submit and sendmail (submit.c); each

@@ -16,6 +16,7 @@
 
 #include "spool/ctlproto.h"
 #include "spool/msg.h"
+#include "spool/privs.h"
 #include "spool/queue.h"
 #include "spool/util.h"
 #include "spoolctl.h"
@@ -175,15 +176,21 @@ submit_spool(const struct conf *cf, const struct msg_prepared *p,
 	}
 	if ((rc = submit_trace(p, id, &msg, &len)) != 0)
 		return rc;
-	rc = spool_open(&sp, cf->spool_dir, 1, err, sizeof(err));
+	/* a setgid spoolctl holds its group for these calls alone */
+	rc = ctl_setgid_raise();
+	if (rc == 0)
+		rc = spool_open(&sp, cf->spool_dir, 1, err, sizeof(err));
 	if (rc == 0) {
 		rc = spool_submit_id(sp, id, p->sender,
 				     (const char *const *)p->rcpt.v, p->rcpt.n,
 				     msg, len, err, sizeof(err));
 		spool_close(sp);
 	}
+	ctl_setgid_drop();
 	if (msg != p->data)
 		free(msg);
+	if (rc > 0)
+		return rc; /* ctl_setgid_raise said why */
 	if (rc < 0) {
 		ctl_error("%s", err);
 		return spool_exit_code(rc);
@@ -194,7 +201,9 @@ submit_spool(const struct conf *cf, const struct msg_prepared *p,
 /*
  * The spool tree with its modes, as spoold makes it when it starts: for
  * container images and packages that must ship it before spoold first
- * runs, so that an unprivileged submitter never finds it missing.
+ * runs, so that an unprivileged submitter never finds it missing. As root
+ * it gives the spool to [spool] user (adopting one of the earlier model),
+ * as spoold started by root does.
  */
 int
 cmd_init(const char *conf_path, int argc, char **argv)
@@ -211,6 +220,23 @@ cmd_init(const char *conf_path, int argc, char **argv)
 	}
 	if ((rc = ctl_conf_load(&cf, conf_path)) != 0)
 		return rc;
+	if (geteuid() == 0) {
+		/* root makes it the daemon's, as spoold does at start */
+		struct privs_ids ids;
+		int adopted;
+
+		rc = privs_resolve(&ids, cf.spool_user, cf.submit_group,
+				   cf.spool_dir, err, sizeof(err));
+		if (rc == 0 && (rc = spool_own(cf.spool_dir, &ids, &adopted,
+					       err, sizeof(err))) < 0)
+			rc = spool_exit_code(rc);
+		if (rc != 0)
+			ctl_error("%s", err);
+		else
+			printf("%s\n", cf.spool_dir);
+		conf_free(&cf);
+		return rc;
+	}
 	rc = spool_open(&sp, cf.spool_dir, 1, err, sizeof(err));
 	if (rc < 0) {
 		ctl_error("%s", err);

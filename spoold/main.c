@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "spool/log.h"
+#include "spool/privs.h"
 #include "spool/probe.h"
 #include "spool/util.h"
 #include "bounce.h"
@@ -118,6 +119,12 @@ spool_lock(const char *dir, char *err, size_t errlen)
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			snprintf(err, errlen, "%.900s: lock: %s", path,
+				 strerror(errno));
+			close(fd);
+			return -1;
+		}
 		n = (int)read(fd, buf, sizeof(buf) - 1);
 		buf[n > 0 ? n : 0] = '\0';
 		buf[strcspn(buf, "\n")] = '\0';
@@ -161,6 +168,56 @@ daemon_detach(void)
 		return -errno;
 	close(null);
 	return 0;
+}
+
+/*
+ * Who spoold runs as. Started as root, it gives the spool to [spool] user
+ * (creating it, or adopting a spool of the earlier root-owned model) and
+ * becomes that user for good, before it reads a spool file, opens LMDB,
+ * reads a secret or opens a socket: nothing a local user or the network
+ * feeds it is parsed by uid 0. Started as another user, it runs as that
+ * user, who must own the spool. *adopted: the spool was someone else's.
+ * 0 or a sysexits code with one line in err.
+ */
+static int
+daemon_take_user(const char *conf_path, int *adopted, char *err, size_t errlen)
+{
+	struct privs_ids ids;
+	struct conf cf;
+	struct stat st;
+	char who[64], owner[64];
+	int rc;
+
+	*adopted = 0;
+	rc = conf_load(&cf, conf_path, err, errlen);
+	if (rc != 0)
+		return rc;
+	if (geteuid() != 0) {
+		/* the daemon's user must own the spool it writes */
+		if (stat(cf.spool_dir, &st) == 0 && st.st_uid != geteuid()) {
+			snprintf(
+			    err, errlen,
+			    "%.600s belongs to %s, not to %s that spoold "
+			    "runs as: start spoold as root (it becomes "
+			    "[spool] user, %.64s) or run spoolctl init as "
+			    "root first",
+			    cf.spool_dir,
+			    privs_user_name(st.st_uid, owner, sizeof(owner)),
+			    privs_user_name(geteuid(), who, sizeof(who)),
+			    cf.spool_user);
+			rc = EX_NOPERM;
+		}
+		conf_free(&cf);
+		return rc;
+	}
+	rc = privs_resolve(&ids, cf.spool_user, cf.submit_group, cf.spool_dir,
+			   err, errlen);
+	if (rc == 0 && spool_own(cf.spool_dir, &ids, adopted, err, errlen) < 0)
+		rc = EX_CANTCREAT;
+	if (rc == 0 && privs_drop(&ids, err, errlen) < 0)
+		rc = EX_OSERR;
+	conf_free(&cf);
+	return rc;
 }
 
 static void
@@ -432,7 +489,7 @@ main(int argc, char **argv)
 	};
 	struct daemon d = {0};
 	char err[1024];
-	int opt, foreground = 0, check = 0, lock_fd, rc;
+	int opt, foreground = 0, check = 0, lock_fd, rc, adopted;
 	unsigned busy;
 
 	while ((opt = getopt_long(argc, argv, "c:fh", longopts, NULL)) != -1) {
@@ -471,6 +528,13 @@ main(int argc, char **argv)
 	}
 	if (check)
 		return checkconf_run(d.conf_path);
+	rc = daemon_take_user(d.conf_path, &adopted, err, sizeof(err));
+	if (rc != 0) {
+		log_err("%s", err);
+		return rc;
+	}
+	/* from here on as the daemon's user: the configuration is read
+	 * again as a reload would read it */
 	rc = generation_load(&d.gen, d.conf_path, err, sizeof(err));
 	if (rc != 0) {
 		log_err("%s", err);
@@ -506,6 +570,9 @@ main(int argc, char **argv)
 		generation_put(d.gen);
 		return rc;
 	}
+	if (adopted)
+		log_info("adopted spool %s for user %s", d.gen->cf.spool_dir,
+			 d.gen->cf.spool_user);
 	if (daemon_open_state(&d, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return EX_IOERR;

@@ -30,10 +30,21 @@ for _v in SPOOLD SPOOLCTL SENDMAIL; do
 done
 unset _v
 
-# Postfix daemons run as the postfix user and must be able to enter the
-# test directory, hence the mode.
+# Postfix daemons run as the postfix user and spoold, started as root,
+# as SPOOLD_USER: both must be able to enter the test directory, hence
+# the mode.
 T=$(mktemp -d "${TMPDIR:-/tmp}/spool-$T_NAME.XXXXXX")
 chmod 755 "$T"
+# spoold started by root becomes this user; spoolctl installed setgid to
+# this group is how other users submit (dist/spoold-setup.in makes both)
+SPOOLD_USER=spoold
+SUBMIT_GROUP=spoold-submit
+if [ "${T_NEEDS_SPOOL:-1}" = 1 ] && [ "$(id -u)" = 0 ] &&
+	! id -nG "$SPOOLD_USER" 2>/dev/null | grep -qw "$SUBMIT_GROUP"; then
+	echo "$T_NAME: no user $SPOOLD_USER in group $SUBMIT_GROUP:" \
+		"run tools/install-deps" >&2
+	exit 1
+fi
 T_PORTS_DIR="${TMPDIR:-/tmp}/spool-itest-ports"
 T_PIDS=()      # "name pid" of every background server
 # reserved ports, one a line (a file: free_port runs in a subshell)
@@ -459,9 +470,11 @@ stop_postfix() {
 # "0 listening".
 start_notify() {
 	python3 - "$1" "$2" >"$T/notify.err" 2>&1 <<'EOF' &
-import socket, sys, time
+import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1])
+# spoold started by root sends as its own user, as systemd's socket lets
+os.chmod(sys.argv[1], 0o666)
 with open(sys.argv[2], "a") as out:
     print("0 listening", file=out, flush=True)
     while True:
@@ -500,10 +513,32 @@ tls = none
 timeout = 5s
 connect_timeout = 2s
 EOF
+	chmod 644 "$CONF" # spoold reads it again as SPOOLD_USER
 }
 
 spoolctl() {
 	"$SPOOLCTL" -c "$CONF" "$@"
+}
+
+# spoold_owns PATH...: gives files spoold must read or write (a token, a
+# Maildir) to the user spoold runs as once root started it.
+spoold_owns() {
+	[ "$(id -u)" = 0 ] || return 0
+	chown -R "$SPOOLD_USER:" "$@"
+}
+
+# setgid_spoolctl: copies of spoolctl, sendmail and mailq as spoold-setup
+# installs them (setgid SUBMIT_GROUP) in $T/bin, which must not be on a
+# nosuid file system. Sets SETGID_SPOOLCTL and SETGID_SENDMAIL.
+setgid_spoolctl() {
+	mkdir -p "$T/bin"
+	cp "$SPOOLCTL" "$T/bin/spoolctl"
+	chown "root:$SUBMIT_GROUP" "$T/bin/spoolctl"
+	chmod 2755 "$T/bin/spoolctl"
+	ln -sf spoolctl "$T/bin/sendmail"
+	ln -sf spoolctl "$T/bin/mailq"
+	SETGID_SPOOLCTL="$T/bin/spoolctl"
+	SETGID_SENDMAIL="$T/bin/sendmail"
 }
 
 # start_spoold [CONF]: runs spoold in the foreground in the background,

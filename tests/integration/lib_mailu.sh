@@ -128,6 +128,8 @@ mailu_client_token() {
 	MAILU_TOKEN_FILE="$T/mailu.token"
 	(umask 077 && printf '%s\n' "$1" >"$MAILU_TOKEN_FILE.tmp")
 	chmod "${2:-600}" "$MAILU_TOKEN_FILE.tmp"
+	# the secret is the daemon's user's, as the README says
+	spoold_owns "$MAILU_TOKEN_FILE.tmp"
 	mv -f "$MAILU_TOKEN_FILE.tmp" "$MAILU_TOKEN_FILE"
 }
 
@@ -502,6 +504,7 @@ tls = none
 timeout = 5s
 connect_timeout = 2s
 EOF
+	chmod 644 "$CONF" # spoold reads it again as SPOOLD_USER
 }
 
 # submit_msg TAG [SIZE]: makes $T/TAG.eml and queues it from MAILU_SENDER

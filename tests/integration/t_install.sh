@@ -102,6 +102,20 @@ esac
 	fail "ExecStart=$exec_start is not the installed spoold"
 log "unit: $UNITDIR/spoold.service runs $exec_start"
 
+# spoold-setup (what cmake --install cannot do) names the installed
+# spoolctl; tmpfiles.d and sysusers.d lines for the unit's host
+setup="$ROOT$SBINDIR/spoold-setup"
+is_program "$setup" || fail "spoold-setup is not an executable file in $SBINDIR"
+grep -qxF "spoolctl=$BINDIR/spoolctl" "$setup" ||
+	fail "spoold-setup does not name $BINDIR/spoolctl"
+sh -n "$setup" || fail "spoold-setup is not a valid shell script"
+for f in tmpfiles.d sysusers.d; do
+	cmp -s "$ROOT$PREFIX/lib/$f/spoold.conf" \
+		"$SPOOL_SRC/dist/spoold.${f%.d}" ||
+		fail "$PREFIX/lib/$f/spoold.conf is not dist/spoold.${f%.d}"
+done
+log "spoold-setup, tmpfiles.d and sysusers.d installed"
+
 # ---- the man pages --------------------------------------------------------
 
 pages=("man1/spoolctl.1" "man5/spoold.conf.5" "man8/spoold.8")

@@ -52,6 +52,7 @@ token_link() {
 	rm -rf "$MAILU_TOKEN_FILE" "$T/token-target"
 	(umask 077 && printf '%s\n' "$MAILU_TOKEN" >"$T/token-target")
 	chmod "$1" "$T/token-target"
+	spoold_owns "$T/token-target"
 	ln -s "$T/token-target" "$MAILU_TOKEN_FILE"
 }
 
@@ -115,6 +116,7 @@ write_mailu_conf --route mailu --retry 1h
 start_spoold
 wait_probed mailu 10
 mkfifo -m 600 "$MAILU_TOKEN_FILE.fifo"
+spoold_owns "$MAILU_TOKEN_FILE.fifo"
 mv -f "$MAILU_TOKEN_FILE.fifo" "$MAILU_TOKEN_FILE"
 out=$(submit_msg secret-fifo)
 id=${out%% *}

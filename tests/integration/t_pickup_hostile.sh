@@ -1,6 +1,7 @@
 #!/bin/bash
-# t_pickup_hostile.sh - files that user nobody drops into new/ of a spool
-# run by root, as hostile as a local user can make them. Throughout, a
+# t_pickup_hostile.sh - files that user nobody, given the submit group,
+# drops into new/ of a spool whose spoold root started (it runs as user
+# spoold), as hostile as a local user can make them. Throughout, a
 # PING on ctl.sock is answered within 1 s (measured every 100 ms), a
 # message root submits in each phase is delivered exactly once, nothing
 # injected reaches the relay, spoold never dies, and no message fails
@@ -46,8 +47,11 @@ chmod 644 "$CONF"
 start_spoold
 BASE_HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$SPOOLD_PID/status")
 
+# nobody with the submit group: a raw writer of new/, as a bug in the
+# setgid spoolctl would make a local user (without the group, nobody
+# cannot enter new/ at all; t_privileges shows it)
 as_nobody() {
-	runuser -u nobody -- "$@"
+	runuser -u nobody -G "$SUBMIT_GROUP" -- "$@"
 }
 
 # ---- helpers run as nobody -------------------------------------------------
@@ -62,7 +66,8 @@ tmp = os.path.join(spool.encode(), b"tmp", b"nb-%d" % os.getpid())
 new = os.path.join(spool.encode(), b"new", name)
 
 def make(data, mode=os.O_RDWR):
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | mode, 0o600)
+    # 0640: the daemon reads a dropped file through the submit group
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | mode, 0o640)
     if data:
         os.write(fd, data)
     return fd
@@ -218,13 +223,18 @@ import os, sys
 used = {int(x) for x in os.listdir("/proc/%s/fd" % sys.argv[1])}
 print(next(i for i in range(65536) if i not in used))' "$SPOOLD_PID")
 # the soft limit only: raising a hard limit back needs CAP_SYS_RESOURCE
-old_limit=$(prlimit --pid "$SPOOLD_PID" --nofile --raw --noheadings \
+# as spoold's own user: root here may lack CAP_SYS_RESOURCE, which
+# another user's process would take
+as_spoold() {
+	runuser -u "$SPOOLD_USER" -- "$@"
+}
+old_limit=$(as_spoold prlimit --pid "$SPOOLD_PID" --nofile --raw --noheadings \
 	--output=SOFT,HARD | awk '{print $1 ":" $2}')
-prlimit --pid "$SPOOLD_PID" --nofile="$low:${old_limit#*:}"
+as_spoold prlimit --pid "$SPOOLD_PID" --nofile="$low:${old_limit#*:}"
 log "spoold limited to $low descriptors (was $old_limit)"
 root_submit emfile-new
 sleep 4 # retries of the pickup and of the delivery meet EMFILE
-prlimit --pid "$SPOOLD_PID" --nofile="$old_limit"
+as_spoold prlimit --pid "$SPOOLD_PID" --nofile="$old_limit"
 n=$(spoold_log_count 'Too many open files')
 [ "$n" -gt 0 ] || fail "spoold never met EMFILE: the phase proves nothing"
 [ "$(spoold_log_count 'status=failed')" = 0 ] ||
@@ -325,7 +335,7 @@ f="$SPOOL/cur/${P}3333"
 [ -f "$f" ] || f="$SPOOL/new/${P}3333"
 grep -q 'body of rewrite' "$f" && ! grep -q EVIL "$f" ||
 	fail "the rewrite reached the queued file: $(head -c 200 "$f")"
-[ "$(stat -c %u "$f")" = 0 ] || fail "cur/ holds nobody's own file"
+[ "$(stat -c %U "$f")" = "$SPOOLD_USER" ] || fail "cur/ holds nobody's own file"
 ! grep -rq EVIL "$SINK_DIR" || fail "the rewritten content was delivered"
 log "rewrite after pickup: cur/ holds spoold's unchanged copy"
 

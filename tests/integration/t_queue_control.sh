@@ -124,9 +124,10 @@ before=$(sink_count)
 
 # --- privileges: another user submits but cannot look or act ---
 if id nobody >/dev/null 2>&1; then
+	setgid_spoolctl
 	asnobody() {
 		setpriv --reuid=nobody --regid=nogroup --clear-groups \
-			"$SPOOLCTL" -c "$CONF" "$@"
+			"$SETGID_SPOOLCTL" -c "$CONF" "$@"
 	}
 	chmod 755 "$T"
 	chmod 644 "$CONF"

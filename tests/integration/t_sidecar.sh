@@ -2,7 +2,8 @@
 # t_sidecar.sh - spoold as the container sidecar runs it: configured from
 # environment variables alone (no file, no -c), in the foreground logging
 # to stderr, with no MTA beside it; the application "container" is another
-# uid sharing the spool directory and submitting with spoolctl alone. Its
+# uid sharing the spool directory and submitting with spoolctl alone, as a
+# member of the submit group (no setgid inside a container). Its
 # mail reaches Mailu (the stand-in, STARTTLS and AUTH); the embedded relay
 # to 127.0.0.1:25 is never tried; `spoolctl check`, the container's health
 # check, says OK while Mailu is up and CRITICAL once its probe fails; and
@@ -42,12 +43,15 @@ SPOOLD_ENV=(
 spoolctl() {
 	env -i PATH="$PATH" "${SPOOLD_ENV[@]}" "$SPOOLCTL" "$@"
 }
-# app CMD...: spoolctl inside the application container: another uid, and
-# of the configuration only where the spool lies.
+# app CMD...: spoolctl inside the application container: another uid,
+# given the submit group by its number (compose's group_add: the way that
+# works where setgid does not), and of the configuration only where the
+# spool lies.
+SUBMIT_GID=$(getent group "$SUBMIT_GROUP" | cut -d: -f3)
 app() {
 	env -i PATH="$PATH" SPOOLD_SPOOL_DIR="$SPOOL" \
 		SPOOLD_TEST_DEFAULT_CONFIG="$T/no-such-spoold.conf" \
-		setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		setpriv --reuid=nobody --regid=nogroup --groups="$SUBMIT_GID" \
 		"$SPOOLCTL" "$@"
 }
 

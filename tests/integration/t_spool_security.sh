@@ -1,32 +1,35 @@
 #!/bin/bash
 # t_spool_security.sh - what an unprivileged local user can and cannot do
-# to a root-run spool, and where secrets can and cannot go:
+# to the spool of a spoold started by root (which runs as user spoold),
+# and where secrets can and cannot go:
 #   - no option of spoold, spoolctl or sendmail takes a password, and
 #     neither the configuration nor the environment has a key for one
 #     (only password_file): 64 or 78, and no "pass" in any --help;
-#   - 4 x 50 submissions by nobody while spoold picks them up at once all
-#     exit 0 and arrive once each (a submitter that may not open new/
-#     makes its rename durable through the file it wrote, wherever spoold
-#     has moved it by then);
+#   - 4 x 50 submissions by nobody through the setgid spoolctl while
+#     spoold picks them up at once all exit 0 and arrive once each (a
+#     submitter that may not open new/ makes its rename durable through the
+#     file it wrote, wherever spoold has moved it by then);
 #   - with spoold and both submitters running under umask 000, after
 #     submissions by root and by nobody and with messages queued,
-#     deferred, held and failed, no file under the spool is readable by
-#     group or others and every folder has the mode the README lists;
+#     deferred, held and failed, no file under the spool is readable or
+#     writable by others, every file but those waiting in new/ is spoold's
+#     own 0600, and every folder has the owner and mode the README lists;
 #   - nobody, connected straight to SPOOL/ctl.sock (no spoolctl), is
 #     refused HOLD, RELEASE, DELETE, REQUEUE and FLUSH and changes nothing
 #     (same folders, same LMDB records), while PING answers (the refusal
 #     is the credential check, not an unreachable socket) and root's HOLD
 #     through the same client works; an over-long or binary request only
 #     costs nobody the connection;
-#   - symlink, FIFO and directory entries that nobody drops into new/
-#     under queue ids (one pointing at a root-only file in spool format)
-#     are moved to failed/ unread, and nothing of the root-only file is
-#     delivered.
+#   - symlink and FIFO entries that a member of the submit group drops
+#     into new/ under queue ids (one pointing at a root-only file in spool
+#     format) are moved to failed/ unread, a directory is never queued, and
+#     nothing of the root-only file is delivered; nobody outside the group
+#     cannot drop anything there.
 . "$(dirname "$0")/lib.sh"
 
-[ "$(id -u)" = 0 ] || skip "needs root to act as another user"
-id nobody >/dev/null 2>&1 || skip "no user nobody"
-command -v setpriv >/dev/null || skip "setpriv (util-linux) missing"
+[ "$(id -u)" = 0 ] || fail "needs root to act as another user"
+id nobody >/dev/null 2>&1 || fail "no user nobody"
+command -v setpriv >/dev/null || fail "setpriv (util-linux) missing"
 # python3 on root's PATH may live where nobody cannot reach it
 SYS_PY=$(PATH=/usr/bin:/bin command -v python3) ||
 	skip "no python3 in /usr/bin or /bin for user nobody"
@@ -34,11 +37,16 @@ SYS_PY=$(PATH=/usr/bin:/bin command -v python3) ||
 start_sink --reject-rcpt fail@example.net=550 \
 	--reject-rcpt defer@example.net=451 --reject-rcpt defer2@example.net=451
 write_conf "$SINK_PORT" 1h
-chmod 755 "$T"
-chmod 644 "$CONF"
+setgid_spoolctl
 
 as_nobody() {
 	setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups "$@"
+}
+# a raw writer with the submit group: what a bug in the setgid spoolctl
+# would give a local user
+as_group_member() {
+	setpriv --reuid=nobody --regid="$(id -g nobody)" \
+		--groups="$(getent group "$SUBMIT_GROUP" | cut -d: -f3)" "$@"
 }
 # rc_of COMMAND...: prints the exit status, output to $T/out and $T/err
 rc_of() {
@@ -79,21 +87,29 @@ done
 log "no option, key or variable takes a password"
 
 # ---- file modes under a permissive umask ---------------------------------
-# check_modes WHEN: no file readable by group or others, folders as listed
-# in the README's spool section, every message file 0600.
+# check_modes WHEN: no file readable or writable by others; every file
+# spoold's own, writable by it alone, but those waiting in tmp/ and new/
+# (0640, group SUBMIT_GROUP; root's are already spoold's); folders with
+# the owners and modes of the README's spool section.
 check_modes() {
-	local bad d want got
-	bad=$(find "$SPOOL" -type f -perm /044 -printf '%m %u %P\n')
-	[ -z "$bad" ] || fail "$1: readable by group or others: $bad"
-	bad=$(find "$SPOOL" -type f ! -perm 600 -printf '%m %u %P\n')
-	[ -z "$bad" ] || fail "$1: files not 0600: $bad"
-	for d in .:711 tmp:1733 new:1733 cur:700 hold:700 failed:700 state:700; do
+	local bad d want got u=$SPOOLD_USER g=$SUBMIT_GROUP
+	bad=$(find "$SPOOL" -type f -perm /006 -printf '%m %u %P\n')
+	[ -z "$bad" ] || fail "$1: open to others: $bad"
+	bad=$(find "$SPOOL" -path "$SPOOL/new" -prune -o -path "$SPOOL/tmp" \
+		-prune -o -type f \( -perm /027 -o ! -user "$u" \) \
+		-printf '%m %u %P\n')
+	[ -z "$bad" ] || fail "$1: files not spoold's alone: $bad"
+	bad=$(find "$SPOOL/new" "$SPOOL/tmp" -type f \
+		\( ! -perm 640 -o ! -group "$g" \) -printf '%m %u %g %P\n')
+	[ -z "$bad" ] || fail "$1: waiting files not 0640 $g: $bad"
+	for d in .:711:$u:$u tmp:3730:$u:$g new:3730:$u:$g cur:700:$u:$u \
+		hold:700:$u:$u failed:700:$u:$u state:700:$u:$u; do
 		want=${d#*:}
-		got=$(stat -c %a "$SPOOL/${d%%:*}")
+		got=$(stat -c %a:%U:%G "$SPOOL/${d%%:*}")
 		[ "$got" = "$want" ] || fail "$1: ${d%%:*} is $got, want $want"
 	done
-	log "$1: $(find "$SPOOL" -type f | wc -l) files, all 0600;" \
-		"folders as documented"
+	log "$1: $(find "$SPOOL" -type f | wc -l) files, none open to others;" \
+		"owners and modes as documented"
 }
 umask 000
 start_spoold
@@ -105,24 +121,26 @@ for who in root nobody; do
 				"$SPOOLCTL" -c "$CONF" submit "$r@example.net")
 		else
 			id=$(printf 'Subject: %s\n\nhi\n' "$who-$r" |
-				as_nobody "$SPOOLCTL" -c "$CONF" \
+				as_nobody "$SETGID_SPOOLCTL" -c "$CONF" \
 					submit "$r@example.net")
 		fi || fail "$who could not submit to $r"
 		ids+=("$id")
 	done
 done
 printf 'Subject: held\n\nhi\n' |
-	as_nobody "$SENDMAIL" -C "$CONF" -i defer2@example.net ||
+	as_nobody "$SETGID_SENDMAIL" -C "$CONF" -i defer2@example.net ||
 	fail "nobody could not submit through sendmail"
 umask 022
 def=${ids[1]}
 failid=${ids[5]}
-# nobody's file is nobody's in new/; what spoold keeps in cur/ is its own
-# copy, which nobody can no longer write or truncate
-own=$(stat -c '%U %a' "$SPOOL/new/${ids[4]}" 2>/dev/null) ||
+# nobody's file is nobody's in new/ (group spoold-submit, 0640); what
+# spoold keeps in cur/ is its own copy, which nobody can no longer write
+# or truncate
+own=$(stat -c '%U %G %a' "$SPOOL/new/${ids[4]}" 2>/dev/null) ||
 	own="$(stat -c '%U %a' "$SPOOL/cur/${ids[4]}") cur"
-[ "$own" = "nobody 600" ] || [ "$own" = "root 600 cur" ] ||
-	fail "nobody's message is $own, want nobody 600 in new/, root 600 in cur/"
+[ "$own" = "nobody $SUBMIT_GROUP 640" ] || [ "$own" = "$SPOOLD_USER 600 cur" ] ||
+	fail "nobody's message is $own, want nobody $SUBMIT_GROUP 640 in new/," \
+		"$SPOOLD_USER 600 in cur/"
 
 # queue_json: the queue as spoolctl list --json --all prints it
 queue_json() {
@@ -153,7 +171,7 @@ burst_pids=()
 for j in 1 2 3 4; do
 	for i in $(seq 1 50); do
 		printf 'Subject: burst-%d-%d\n\nhi\n' "$j" "$i" |
-			as_nobody "$SPOOLCTL" -c "$CONF" submit ok@example.net \
+			as_nobody "$SETGID_SPOOLCTL" -c "$CONF" submit ok@example.net \
 			>/dev/null 2>>"$T/burst.err.$j" ||
 			echo "burst-$j-$i" >>"$T/burst.failed"
 	done &
@@ -246,16 +264,24 @@ printf 'SPOOLD 1\nS root@example.org\nR thief@example.net\n\nSubject: x\r\n\r\nr
 chmod 600 "$T/root-only"
 base=$(queue_json | sink_tool json "sorted(m['id'] for m in d)[0]")
 drops=("${base:0:20}aaaa" "${base:0:20}bbbb" "${base:0:20}cccc")
-as_nobody ln -s "$T/root-only" "$SPOOL/new/${drops[0]}"
-as_nobody mkfifo "$SPOOL/new/${drops[1]}"
-as_nobody mkdir "$SPOOL/new/${drops[2]}"
-for d in "${drops[@]}"; do
+! as_nobody ln -s "$T/root-only" "$SPOOL/new/${drops[0]}" 2>/dev/null ||
+	fail "nobody, outside the submit group, could drop a link into new/"
+as_group_member ln -s "$T/root-only" "$SPOOL/new/${drops[0]}"
+as_group_member mkfifo "$SPOOL/new/${drops[1]}"
+as_group_member mkdir "$SPOOL/new/${drops[2]}"
+for d in "${drops[0]}" "${drops[1]}"; do
 	wait_queue "any(m['id'] == '$d' and m['state'] == 'failed' for m in d)" 40
 done
+# spoold, not root, may not move another user's folder (that would
+# rewrite its ".."): it stays where it was dropped, never queued
+queue_json | sink_tool json "any(m['id'] == '${drops[2]}' and \
+m['state'] != 'failed' for m in d)" | grep -qx False ||
+	fail "a folder dropped into new/ was queued"
 ctl nobody PING | grep -q '^OK' || fail "spoold stopped answering"
 ! grep -rq 'root-only secret' "$SINK_DIR" ||
 	fail "the root-only file was delivered"
-log "symlink, FIFO and directory in new/ failed unread"
+log "symlink and FIFO in new/ failed unread, a folder never queued;" \
+	"nobody alone could not drop them"
 
 stop_spoold
 check_modes "spoold stopped"

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "spool/privs.h"
 #include "spool/queue.h"
 #include "../../queue/queue_int.h"
 
@@ -227,7 +228,7 @@ test_spool_open(void **ctx)
 {
 	static const char *const subs[] = {"tmp",    "new",  "cur",
 					   "failed", "hold", "state"};
-	static const mode_t modes[] = {01733, 01733, 0700, 0700, 0700, 0700};
+	static const mode_t modes[] = {03730, 03730, 0700, 0700, 0700, 0700};
 	struct fixture *fx = *ctx;
 	struct spool *sp = NULL;
 	struct stat st;
@@ -271,6 +272,109 @@ test_spool_open(void **ctx)
 	assert_non_null(strstr(fx->err, "cur"));
 }
 
+/* ---- spool_own ------------------------------------------------------ */
+
+/* owner, group and mode of path (lstat) as "uid:gid:mode" */
+static const char *
+own_of(const char *path, char buf[256])
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return "missing";
+	snprintf(buf, 256, "%u:%u:%o", (unsigned)st.st_uid, (unsigned)st.st_gid,
+		 (unsigned)(st.st_mode & 07777));
+	return buf;
+}
+
+/* asserts the owner, group and mode of dir/rel ("" for dir itself) */
+static void
+expect_own(const char *dir, const char *rel, const char *want)
+{
+	char p[256], b[256];
+
+	snprintf(p, sizeof(p), "%s%s%s", dir, rel[0] ? "/" : "", rel);
+	assert_string_equal(own_of(p, b), want);
+}
+
+static void
+make_file(const char *path, uid_t uid, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), 1);
+	assert_int_equal(fchown(fd, uid, 0), 0);
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+/* A spool of the earlier model (root's, tmp/ and new/ 1733 and writable
+ * by all) becomes the daemon user's; planted links are left alone; a
+ * second call changes nothing; a missing spool is made in the new model. */
+static void
+test_spool_own(void **ctx)
+{
+	/* the daemon's user and groups: ids of no account are fine here */
+	const struct privs_ids ids = {
+	    .uid = 4321, .gid = 4322, .submit_gid = 4323, .user = "daemon"};
+	static const char *const subs[] = {"tmp",    "new",  "cur",
+					   "failed", "hold", "state"};
+	struct fixture *fx = *ctx;
+	char d[128], p[256], b[256];
+	int adopted = -1;
+
+	if (geteuid() != 0)
+		fail_msg("spool_own needs root (the test suite runs as root)");
+	snprintf(d, sizeof(d), "%s/old", fx->dir);
+	assert_int_equal(mkdir(d, 0711), 0);
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", d, subs[i]);
+		assert_int_equal(mkdir(p, 0700), 0);
+		assert_int_equal(chmod(p, i < 2 ? 01733 : 0700), 0);
+	}
+	snprintf(p, sizeof(p), "%s/new/users", d);
+	make_file(p, 65534, 0600);
+	snprintf(p, sizeof(p), "%s/cur/roots", d);
+	make_file(p, 0, 0600);
+	snprintf(p, sizeof(p), "%s/state/data.mdb", d);
+	make_file(p, 0, 0600);
+	snprintf(p, sizeof(p), "%s/spoold.pid", d);
+	make_file(p, 0, 0644);
+	/* planted by a user: a link to a file of root's, a second name */
+	snprintf(p, sizeof(p), "%s/new/link", d);
+	assert_int_equal(symlink("../spoold.pid", p), 0);
+	snprintf(b, sizeof(b), "%s/new/hard", d);
+	snprintf(p, sizeof(p), "%s/cur/roots", d);
+	assert_int_equal(link(p, b), 0);
+
+	assert_int_equal(spool_own(d, &ids, &adopted, fx->err, ERRLEN), 0);
+	assert_int_equal(adopted, 1);
+	expect_own(d, "", "4321:4322:711");
+	expect_own(d, "new", "4321:4323:3730");
+	expect_own(d, "tmp", "4321:4323:3730");
+	expect_own(d, "state", "4321:4322:700");
+	/* a waiting file keeps its owner, gets the group and 0640 */
+	expect_own(d, "new/users", "65534:4323:640");
+	expect_own(d, "state/data.mdb", "4321:4322:600");
+	expect_own(d, "spoold.pid", "4321:4322:600");
+	/* the link itself and the file with two names: untouched (the
+	 * second name's file is cur/roots, so it stays root's too) */
+	snprintf(p, sizeof(p), "%s/new/link", d);
+	assert_true(strncmp(own_of(p, b), "0:0:", 4) == 0);
+	expect_own(d, "cur/roots", "0:0:600");
+
+	assert_int_equal(spool_own(d, &ids, &adopted, fx->err, ERRLEN), 0);
+	assert_int_equal(adopted, 0);
+
+	snprintf(d, sizeof(d), "%s/fresh/spool", fx->dir);
+	assert_int_equal(spool_own(d, &ids, &adopted, fx->err, ERRLEN), 0);
+	assert_int_equal(adopted, 0);
+	expect_own(d, "", "4321:4322:711");
+	expect_own(d, "new", "4321:4323:3730");
+	expect_own(d, "cur", "4321:4322:700");
+}
+
 /* ---- submission ----------------------------------------------------- */
 
 static void
@@ -291,7 +395,7 @@ test_submit_ok(void **ctx)
 	snprintf(p, sizeof(p), "%s/new/%s", fx->dir, id);
 	assert_int_equal(stat(p, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
-	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_mode & 07777, 0640);
 	assert_int_equal(dir_count(path_of(fx, "tmp")), 0);
 	assert_int_equal(dir_count(path_of(fx, "new")), 1);
 
@@ -1869,6 +1973,7 @@ main(void)
 					    teardown),
 	    cmocka_unit_test(test_id_invalid),
 	    cmocka_unit_test_setup_teardown(test_spool_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_spool_own, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_ok, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_bad_input, setup,
 					    teardown),

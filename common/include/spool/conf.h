@@ -20,6 +20,8 @@
 
 #define CONF_DEFAULT_PATH "/etc/spoold/spoold.conf"
 #define CONF_DEFAULT_SPOOL "/var/spool/spoold"
+#define CONF_DEFAULT_USER "spoold"
+#define CONF_DEFAULT_SUBMIT_GROUP "spoold-submit"
 #define CONF_MAX_TRANSPORTS 16
 #define CONF_MAX_RETRY 16
 #define CONF_MAX_CONCURRENCY 64
@@ -79,6 +81,8 @@ struct conf {
 	char *spool_dir;
 	uint64_t max_size;
 	int64_t failed_keep; /* seconds a failed message is kept, 0: always */
+	char *spool_user;   /* the daemon runs as this user, never as root */
+	char *submit_group; /* may write tmp/ and new/; spoolctl is setgid */
 	/* [delivery] */
 	size_t route[CONF_MAX_TRANSPORTS]; /* indexes into transports[] */
 	size_t route_count;

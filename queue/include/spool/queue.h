@@ -95,16 +95,31 @@ struct spool; /* open directory handles; thread-safe for distinct ids */
 
 /*
  * Opens dir; with create, makes dir and its subfolders and, when this
- * process owns them, sets their modes: anyone may submit, no one else may
- * read. The spool is 0711; tmp/ and new/ are 1733 (sticky: writable by
- * all, listable by none, a file removable only by its owner); cur/,
- * failed/, hold/ and state/ are 0700; files are 0600. A folder this
+ * process owns them, sets their modes: the owner and the group of tmp/
+ * and new/ may submit, no one else may read. The spool is 0711; tmp/ and
+ * new/ are 03730 (setgid: files get the folder's group; sticky: a file is
+ * removable only by its owner; the group may not list); cur/, failed/,
+ * hold/ and state/ are 0700; submitted files are 0640. A folder this
  * process may not read is still opened (O_PATH) for what it may do there,
  * so an unprivileged submitter can write tmp/ and rename into new/.
  */
 int spool_open(struct spool **out, const char *dir, int create, char *err,
 	       size_t errlen);
 void spool_close(struct spool *sp); /* NULL is a no-op */
+
+struct privs_ids;
+/*
+ * Root only: makes dir the spool of ids->uid, creating what is missing and
+ * bringing a spool of an earlier model (root's, tmp/ and new/ writable by
+ * all) to this one: the spool 0711 and cur/, hold/, failed/, state/ 0700
+ * with their files, the user's; tmp/ and new/ 03730 owned by the user and
+ * the submit group, their files 0640 in that group, their owners kept.
+ * The files of state/ and the pid file are given back at every call (root
+ * may have made them while no daemon ran). Idempotent. *adopted: 1 if the spool existed and belonged to someone
+ * else. 0 or -errno with one line in err.
+ */
+int spool_own(const char *dir, const struct privs_ids *ids, int *adopted,
+	      char *err, size_t errlen);
 const char *spool_path(const struct spool *sp);
 int spool_dirfd(const struct spool *sp, enum queue_dir d);
 /* The owner of the spool directory: the daemon's user. */
