@@ -84,6 +84,8 @@ push_token() {
 # push_client_token SERVICE TOKEN: spoold's token_file for SERVICE.
 push_client_token() {
 	(umask 077 && printf '%s\n' "$2" >"$T/$1.token.tmp")
+	# the secret is the daemon's user's, as the README says
+	spoold_owns "$T/$1.token.tmp"
 	mv -f "$T/$1.token.tmp" "$T/$1.token"
 }
 

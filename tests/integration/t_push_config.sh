@@ -11,6 +11,7 @@ SPOOL="$T/spool"
 (umask 077 && echo "tok-$(openssl rand -hex 8)" >"$T/ok.token")
 cp "$T/ok.token" "$T/open.token"
 chmod 644 "$T/open.token"
+spoold_owns "$T/ok.token" "$T/open.token"
 
 # refuse WANT SECTION-LINES...: spoold -c on a file with a transport t made
 # of the lines must exit 78 with WANT (a regexp) in its one line.
