@@ -18,10 +18,12 @@ write_conf "$SINK_PORT" 1h
 chmod 755 "$T"
 chmod 644 "$CONF"
 "$SPOOLCTL" -c "$CONF" init >/dev/null || fail "spoolctl init failed"
+# nobody submits as every user does: through the setgid spoolctl
+setgid_spoolctl
 
 asnobody() {
 	setpriv --reuid=nobody --regid=nogroup --clear-groups \
-		"$SPOOLCTL" -c "$CONF" "$@"
+		"$SETGID_SPOOLCTL" -c "$CONF" "$@"
 }
 # wait_as_nobody SECONDS RCPT: submit --wait as nobody; sets RC, OUT
 # (the id) and ERR (stderr), and MS (how long it took)

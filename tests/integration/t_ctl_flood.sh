@@ -200,7 +200,10 @@ grep -q "127.0.0.1\|$PROBE_PORT\|http\|503" "$T/probe.replies" &&
 	fail "nobody's PROBE reply names a relay or its error"
 grep -qx "spare: down" "$T/probe.replies" ||
 	fail "nobody's PROBE reply does not say spare is down"
-root_reply=$(spoolctl probe) || fail "root's probe failed"
+# spare is down, so probe exits 69 (EX_UNAVAILABLE), with every detail
+rc=0
+root_reply=$(spoolctl probe) || rc=$?
+[ "$rc" = 69 ] || fail "root's probe exited $rc, want 69 (spare is down)"
 grep -q "503" <<<"$root_reply" ||
 	fail "root's PROBE lost its details: $root_reply"
 log "nobody's PROBE: rate limited, only up/down; root's has the details"

@@ -73,12 +73,12 @@ ln -s /dev/null "$MAILU_TOKEN_FILE"
 spoold_refuses "symlink to a device" 'not a regular file'
 rm -f "$MAILU_TOKEN_FILE"
 spoold_refuses "missing file" 'No such file'
-# owned by another user than root (spoold's user here)
+# owned by another user than root and spoold's user
 NOBODY_UID=$(id -u nobody)
 mailu_client_token "$MAILU_TOKEN" 600
 chown nobody "$MAILU_TOKEN_FILE"
 spoold_refuses "a file of nobody's" \
-	"owned by nobody (uid $NOBODY_UID), not by root (spoold runs as root); chown root $MAILU_TOKEN_FILE"
+	"owned by nobody (uid $NOBODY_UID), not by root or by $SPOOLD_USER (uid $(id -u "$SPOOLD_USER")), the user spoold runs as; chown $SPOOLD_USER $MAILU_TOKEN_FILE"
 token_link 600
 chown nobody "$T/token-target"
 spoold_refuses "symlink to a file of nobody's" \
@@ -137,9 +137,9 @@ out=$(submit_msg secret-owner)
 id=${out%% *}
 mid=${out#* }
 err=$(wait_attempted "$id" 20)
-case $err in *"owned by nobody"*"chown root"*) ;; *) fail "token of nobody's: $err" ;; esac
+case $err in *"owned by nobody"*"chown $SPOOLD_USER"*) ;; *) fail "token of nobody's: $err" ;; esac
 [ ! -e "$SPOOL/failed/$id" ] || fail "token of nobody's: $id failed"
-chown root "$MAILU_TOKEN_FILE"
+chown "$SPOOLD_USER" "$MAILU_TOKEN_FILE"
 spoolctl flush "$id" >/dev/null
 wait_in_sink "$MAILU_SINK_DIR" "$mid" 20 >/dev/null
 stop_spoold
