@@ -39,6 +39,7 @@ chmod 755 "$T"
 # this group is how other users submit (dist/spoold-setup.in makes both)
 SPOOLD_USER=spoold
 SUBMIT_GROUP=spoold-submit
+SUBMIT_GID=$(getent group "$SUBMIT_GROUP" | cut -d: -f3 || true)
 if [ "${T_NEEDS_SPOOL:-1}" = 1 ] && [ "$(id -u)" = 0 ] &&
 	! id -nG "$SPOOLD_USER" 2>/dev/null | grep -qw "$SUBMIT_GROUP"; then
 	echo "$T_NAME: no user $SPOOLD_USER in group $SUBMIT_GROUP:" \

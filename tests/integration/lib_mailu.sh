@@ -656,7 +656,8 @@ verify_at() {
 		;;
 	local)
 		out=$(sink_tool verify "$LOCAL_SINK_DIR" "$2" \
-			--from "$MAILU_SENDER" --rcpt "$MAILU_RCPT") || rc=$?
+			--from "$MAILU_SENDER" --rcpt "$MAILU_RCPT" \
+			--strip-received) || rc=$?
 		;;
 	*) fail "verify_at: $1" ;;
 	esac

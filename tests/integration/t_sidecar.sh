@@ -47,7 +47,6 @@ spoolctl() {
 # given the submit group by its number (compose's group_add: the way that
 # works where setgid does not), and of the configuration only where the
 # spool lies.
-SUBMIT_GID=$(getent group "$SUBMIT_GROUP" | cut -d: -f3)
 app() {
 	env -i PATH="$PATH" SPOOLD_SPOOL_DIR="$SPOOL" \
 		SPOOLD_TEST_DEFAULT_CONFIG="$T/no-such-spoold.conf" \
