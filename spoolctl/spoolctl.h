@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "spool/conf.h"
+#include "spool/msg.h"
 #include "spool/queue.h"
 
 /* Loads the configuration, printing one line on stderr on error. */
@@ -40,6 +41,18 @@ int submit_spool(const struct conf *cf, const struct msg_prepared *p,
 		 char id[QUEUE_ID_LEN + 1]);
 int cmd_init(const char *conf_path, int argc, char **argv);
 int cmd_sendmail(int argc, char **argv);
+int cmd_newaliases(const char *conf_path, int argc, char **argv);
+
+/* Mail for the host's own names at submission (local.c): the host's
+ * names, the aliases file and the admin address of cf. cf must outlive
+ * it. 0 or a sysexits code (printed). */
+struct ctl_local {
+	struct msg_host host;
+	struct msg_aliases aliases;
+	struct msg_local local;
+};
+int ctl_local_init(struct ctl_local *l, const struct conf *cf);
+void ctl_local_free(struct ctl_local *l);
 int cmd_list(const char *conf_path, int argc, char **argv);
 int cmd_show(const char *conf_path, int argc, char **argv);
 int cmd_flush(const char *conf_path, int argc, char **argv);

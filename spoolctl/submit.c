@@ -117,15 +117,17 @@ nomem:
 	return EX_OSERR;
 }
 
+/* The caller's login name; a uid with no passwd entry (a container's
+ * arbitrary uid) is uidNNN, never someone else's name. */
 static void
-submit_identity(char *user, size_t ulen, char *host, size_t hlen)
+submit_identity(char *user, size_t ulen)
 {
-	struct passwd *pw = getpwuid(geteuid());
+	struct passwd *pw = getpwuid(getuid());
 
-	str_copy(user, pw != NULL ? pw->pw_name : "root", ulen);
-	if (gethostname(host, hlen - 1) < 0 || host[0] == '\0')
-		str_copy(host, "localhost", hlen);
-	host[hlen - 1] = '\0';
+	if (pw != NULL)
+		str_copy(user, pw->pw_name, ulen);
+	else
+		snprintf(user, ulen, "uid%u", (unsigned)getuid());
 }
 
 int
@@ -338,8 +340,9 @@ static int
 submit_compose(const struct conf *cf, struct submit_args *a, int argc,
 	       char **argv, struct msg_prepared *p)
 {
-	char user[256], host[256], err[512], *body = NULL;
+	char user[256], err[512], *body = NULL;
 	struct msg_compose_opts o = {0};
+	struct ctl_local local;
 	size_t len = 0;
 	int fd = 0, rc;
 
@@ -358,7 +361,11 @@ submit_compose(const struct conf *cf, struct submit_args *a, int argc,
 		close(fd);
 	if (rc != 0)
 		return rc;
-	submit_identity(user, sizeof(user), host, sizeof(host));
+	if ((rc = ctl_local_init(&local, cf)) != 0) {
+		free(body);
+		return rc;
+	}
+	submit_identity(user, sizeof(user));
 	o.to = (const char *const *)a->to.v;
 	o.nto = a->to.n;
 	o.subject = a->subject ? a->subject : "";
@@ -366,9 +373,11 @@ submit_compose(const struct conf *cf, struct submit_args *a, int argc,
 	o.body = body;
 	o.body_len = len;
 	o.user = user;
-	o.hostname = host;
+	o.hostname = local.host.domain;
+	o.local = &local.local;
 	o.max_size = cf->max_size;
 	rc = msg_compose(&o, p, err, sizeof(err));
+	ctl_local_free(&local);
 	free(body);
 	if (rc != 0)
 		ctl_error("%s", err);
@@ -381,7 +390,8 @@ submit_raw(const struct conf *cf, const struct msg_submit_opts *in,
 	   struct msg_prepared *p)
 {
 	struct msg_submit_opts o = *in;
-	char user[256], host[256], err[512], *raw = NULL;
+	char user[256], err[512], *raw = NULL;
+	struct ctl_local local;
 	size_t len = 0;
 	int rc;
 
@@ -390,11 +400,18 @@ submit_raw(const struct conf *cf, const struct msg_submit_opts *in,
 	rc = submit_read_input(0, cf->max_size + 65536, dot_ends, &raw, &len);
 	if (rc != 0)
 		return rc;
-	submit_identity(user, sizeof(user), host, sizeof(host));
+	if ((rc = ctl_local_init(&local, cf)) != 0) {
+		free(raw);
+		return rc;
+	}
+	submit_identity(user, sizeof(user));
 	o.max_size = cf->max_size;
 	o.user = user;
-	o.hostname = host;
+	/* bare senders and the added From and Message-ID take the domain */
+	o.hostname = local.host.domain;
+	o.local = &local.local;
 	rc = msg_prepare(raw, len, &o, rcpt, nrcpt, p, err, sizeof(err));
+	ctl_local_free(&local);
 	free(raw);
 	if (rc != 0)
 		ctl_error("%s", err);

@@ -16,7 +16,7 @@ seconds=${FUZZ_SECONDS:-30}
 build=${FUZZ_BUILD_DIR:-build-fuzz-smoke}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-	targets=(spool_parse msg_prepare addr conf)
+	targets=(spool_parse msg_prepare addr conf aliases)
 fi
 
 if ! command -v clang >/dev/null; then

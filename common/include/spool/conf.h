@@ -14,6 +14,7 @@
 
 #define CONF_DEFAULT_PATH "/etc/spoold/spoold.conf"
 #define CONF_DEFAULT_SPOOL "/var/spool/spoold"
+#define CONF_DEFAULT_ALIASES "/etc/aliases"
 #define CONF_MAX_TRANSPORTS 16
 #define CONF_MAX_RETRY 16
 #define CONF_MAX_CONCURRENCY 64
@@ -60,6 +61,13 @@ struct conf {
 	size_t retry_count;
 	int64_t max_age; /* seconds */
 	int bounce;
+	/* where mail for local names goes (NULL: NAME@domain), the aliases
+	 * file in /etc/aliases format (NULL: none), and the domain of bare
+	 * addresses (NULL: /etc/mailname, else the FQDN); applied by
+	 * spoolctl at submission */
+	char *admin;
+	char *aliases;
+	char *domain;
 	/* [transport NAME] */
 	struct conf_transport transports[CONF_MAX_TRANSPORTS];
 	size_t transport_count;
