@@ -138,7 +138,8 @@ unshare --fork --pid --mount --uts --ipc --net --propagation private \
 		mount -t tmpfs tmpfs "$root/run"
 		hostname systest
 		# container mode: no getty, udev or devices to wait for
-		exec env -i container=spoold-systest \
+		exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+			container=spoold-systest \
 			chroot "$root" /lib/systemd/systemd --system' \
 	sh "$root" </dev/null >"$work/boot.log" 2>&1 &
 unshare_pid=$!
@@ -170,6 +171,7 @@ wait_in() {
 
 state=""
 for _ in $(seq 300); do
+	kill -0 "$unshare_pid" 2>/dev/null || break
 	state=$(in_root systemctl is-system-running 2>/dev/null)
 	case $state in running | degraded) break ;; esac
 	sleep 0.2
