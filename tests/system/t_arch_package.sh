@@ -85,11 +85,11 @@ cmp <(bsdtar -xOf "$pkg" usr/lib/sysusers.d/spoold.conf) \
 	"$src/dist/spoold.sysusers" || fail "sysusers.d file differs"
 
 info=$(bsdtar -xOf "$pkg" .PKGINFO)
-for line in 'provides = smtp-forwarder' 'conflicts = smtp-forwarder' \
+for line in 'provides = smtp-forwarder' 'conflict = smtp-forwarder' \
 	'backup = etc/spoold/spoold.conf' 'pkgname = spoold'; do
 	grep -qxF "$line" <<<"$info" || fail ".PKGINFO lacks '$line'"
 done
 bsdtar -tf "$pkg" | grep -qx .INSTALL || fail "no .INSTALL script"
 bsdtar -xOf "$pkg" .INSTALL | grep -q 'chmod 2755 usr/bin/spoolctl' ||
 	fail ".INSTALL does not make spoolctl setgid"
-log "ok: $(echo "$files" | wc -l) files, $(grep -c '^provides\|^conflicts' <<<"$info") relations"
+log "ok: $(echo "$files" | wc -l) files, $(grep -c '^provides\|^conflict' <<<"$info") relations"

@@ -25,7 +25,8 @@ set -uo pipefail
 
 src=${SPOOL_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 cache=${SPOOL_SYSTEST_CACHE:-/var/cache/spoold-systest}
-deadline=$((SECONDS + 600))
+# set again once the packages are built: the time inside the root
+deadline=$((SECONDS + 3600))
 failures=0
 sdpid=""
 unshare_pid=""
@@ -128,6 +129,10 @@ echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/systest-unsafe-io"
 
 # ---- boot ----
 
+# The checks inside the root, install to purge, take 4 minutes on a
+# loaded 2-core machine; 7 mean something hangs.
+deadline=$((SECONDS + 420))
+
 log "booting systemd"
 unshare --fork --pid --mount --uts --ipc --net --propagation private \
 	sh -c 'root=$1
@@ -163,7 +168,7 @@ wait_in() {
 	local end=$((SECONDS + $1))
 	shift
 	until in_root "$@" >/dev/null 2>&1; do
-		[ $SECONDS -lt $deadline ] || die "over the 10 minutes"
+		[ $SECONDS -lt $deadline ] || die "over 7 minutes inside the root"
 		[ $SECONDS -lt $end ] || return 1
 		sleep 0.2
 	done
