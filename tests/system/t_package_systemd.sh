@@ -11,7 +11,7 @@
 # host replacing its MTA relies on: mail to root reaches the admin address,
 # cron's mail and an OnFailure= alarm arrive, check_mailq reads the queue,
 # a bad reload keeps the old configuration, a restart and an upgrade keep
-# queued mail, purge leaves nothing behind.
+# queued mail, remove keeps it too, purge leaves nothing behind.
 #
 # Needs root, mmdebstrap, debhelper, lintian (tools/install-deps) and the
 # machine's apt sources; about 5 minutes with a warm cache. Every check is
@@ -401,9 +401,19 @@ fi
 log "systemd-analyze security spoold:"
 in_root systemd-analyze security --no-pager spoold >&2
 
-# ---- purge ----
+# ---- remove keeps the queue and the configuration, purge does not ----
 
-if ! in_root apt-get purge -y -qq spoold >"$work/purge.log" 2>&1; then
+sink_stop
+in_root sh -c 'echo kept-across-remove | mail -s k root'
+if ! in_root apt-get remove -y -qq spoold >"$work/remove.log" 2>&1; then
+	check_fail "remove: $(tail -10 "$work/remove.log")"
+fi
+kept=$(in_root sh -c 'grep -rl kept-across-remove /var/spool/spoold/new \
+	/var/spool/spoold/cur 2>/dev/null; ls /etc/spoold/spoold.conf; id -u spoold')
+[ "$(echo "$kept" | wc -l)" -eq 3 ] &&
+	ok "remove kept the queued message, the configuration and the user" ||
+	check_fail "after remove: $kept"
+if ! in_root dpkg --purge spoold >"$work/purge.log" 2>&1; then
 	check_fail "purge: $(tail -10 "$work/purge.log")"
 fi
 in_root systemctl daemon-reload
