@@ -117,10 +117,11 @@ nomem:
 	return EX_OSERR;
 }
 
-/* The caller's login name; a uid with no passwd entry (a container's
- * arbitrary uid) is uidNNN, never someone else's name. */
+/* The caller's login name and (host not NULL) the host name; a uid with
+ * no passwd entry (a container's arbitrary uid) is uidNNN, never someone
+ * else's name. */
 static void
-submit_identity(char *user, size_t ulen)
+submit_identity(char *user, size_t ulen, char *host, size_t hlen)
 {
 	struct passwd *pw = getpwuid(getuid());
 
@@ -128,6 +129,11 @@ submit_identity(char *user, size_t ulen)
 		str_copy(user, pw->pw_name, ulen);
 	else
 		snprintf(user, ulen, "uid%u", (unsigned)getuid());
+	if (host == NULL)
+		return;
+	if (gethostname(host, hlen - 1) < 0 || host[0] == '\0')
+		str_copy(host, "localhost", hlen);
+	host[hlen - 1] = '\0';
 }
 
 int
@@ -365,7 +371,8 @@ submit_compose(const struct conf *cf, struct submit_args *a, int argc,
 		free(body);
 		return rc;
 	}
-	submit_identity(user, sizeof(user));
+	/* no host name: local.host.domain takes its place */
+	submit_identity(user, sizeof(user), NULL, 0);
 	o.to = (const char *const *)a->to.v;
 	o.nto = a->to.n;
 	o.subject = a->subject ? a->subject : "";
@@ -404,7 +411,8 @@ submit_raw(const struct conf *cf, const struct msg_submit_opts *in,
 		free(raw);
 		return rc;
 	}
-	submit_identity(user, sizeof(user));
+	/* no host name: local.host.domain takes its place */
+	submit_identity(user, sizeof(user), NULL, 0);
 	o.max_size = cf->max_size;
 	o.user = user;
 	/* bare senders and the added From and Message-ID take the domain */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_arch_package.sh - dist/arch/PKGBUILD builds with Debian's makepkg
 # (makepkg -d: no Arch dependencies here) and the package holds the files
-# of the Debian package at Arch's paths, the setgid spoolctl left to
+# of the Debian package at Arch's paths (and only what cmake --install and
+# package() put there), the setgid spoolctl left to
 # spoold.install, the configuration as a backup file, and the
 # provides/conflicts of Arch's MTAs. Installing it needs an Arch root,
 # which this machine cannot make; the file list is what can be checked.
@@ -43,9 +44,10 @@ pkg=$(ls "$work"/out/spoold-*.pkg.tar.zst)
 log "built $(basename "$pkg")"
 
 # The package's files, symlinks with their targets, metadata aside.
-bsdtar -tvf "$pkg" | awk '$NF != "" { print }' >"$work/listing"
+bsdtar -tvf "$pkg" >"$work/listing"
 files=$(bsdtar -tf "$pkg" | grep -v '^\.' | grep -v '/$' | sort)
-want='etc/spoold/spoold.conf
+# What any package of spoold must hold, at Arch's paths.
+core='etc/spoold/spoold.conf
 usr/bin/mailq
 usr/bin/newaliases
 usr/bin/sendmail
@@ -63,9 +65,23 @@ usr/share/man/man1/sendmail.1.gz
 usr/share/man/man1/spoolctl.1.gz
 usr/share/man/man5/spoold.conf.5.gz
 usr/share/man/man8/spoold.8.gz'
+missing=$(comm -23 <(echo "$core") <(echo "$files"))
+[ -z "$missing" ] || fail "the package lacks: $missing"
+# And nothing else than what cmake --install puts there (its manifest,
+# man pages compressed by makepkg) plus what package() adds: no stray
+# file, and a file the build adds is not left out.
+manifest=$(find "$work/build" -name install_manifest.txt | head -n 1)
+[ -n "$manifest" ] || fail "no install_manifest.txt in the build"
+# (the manifest names installed paths, /usr/..., with no final line end)
+want=$({
+	cat "$manifest"
+	echo
+	echo "$core"
+} | sed -e 's|^/||' -e '/^$/d' \
+	-e 's|^\(usr/share/man/man[0-9]/.*\.[0-9]\)$|\1.gz|' | sort -u)
 if [ "$files" != "$want" ]; then
 	diff <(echo "$want") <(echo "$files") >&2 || true
-	fail "the package's files differ from the list above (< wanted, > built)"
+	fail "the package's files differ from cmake's and package()'s (< wanted, > built)"
 fi
 # links: each command is spoolctl, /usr/lib/sendmail the sendmail
 for l in usr/bin/sendmail usr/bin/mailq usr/bin/newaliases; do
