@@ -41,8 +41,9 @@ extern char **environ;
 static const char *const conf_sections[] = {"spool", "delivery", "transport"};
 static const char *const conf_spool_keys[] = {"dir", "max_size", "failed_keep",
 					      "user", "submit_group"};
-static const char *const conf_delivery_keys[] = {"route", "concurrency",
-						 "retry", "max_age", "bounce"};
+static const char *const conf_delivery_keys[] = {
+    "route",  "concurrency", "retry",	"max_age",
+    "bounce", "admin",	     "aliases", "domain"};
 
 struct conf_parser {
 	struct conf *cf;
@@ -401,6 +402,47 @@ conf_delivery_key(struct conf_parser *p, const char *key, const char *value)
 			return -1;
 		}
 		return 0;
+	}
+	if (strcmp(key, "admin") == 0) {
+		/* checked in full where it is used (msg_addr_check) */
+		int bad = strchr(value, '@') == NULL || strlen(value) > 254;
+
+		for (const char *c = value; *c != '\0'; c++)
+			if ((unsigned char)*c <= 0x20 || *c == 0x7f ||
+			    *c == '<' || *c == '>' || *c == ',')
+				bad = 1;
+		if (bad) {
+			conf_fail(p, "delivery", key,
+				  "\"%s\" is not an address (user@domain)",
+				  value);
+			return -1;
+		}
+		return conf_set_str(&cf->admin, value);
+	}
+	if (strcmp(key, "aliases") == 0) {
+		if (value[0] != '/' && strcmp(value, "none") != 0) {
+			conf_fail(p, "delivery", key,
+				  "must be an absolute path or none");
+			return -1;
+		}
+		if (strcmp(value, "none") == 0) {
+			free(cf->aliases);
+			cf->aliases = NULL;
+			return 0;
+		}
+		return conf_set_str(&cf->aliases, value);
+	}
+	if (strcmp(key, "domain") == 0) {
+		if (value[0] == '\0' || value[0] == '.' ||
+		    strspn(value, "abcdefghijklmnopqrstuvwxyz"
+				  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+			strlen(value) ||
+		    strlen(value) > 253) {
+			conf_fail(p, "delivery", key,
+				  "\"%s\" is not a domain name", value);
+			return -1;
+		}
+		return conf_set_str(&cf->domain, value);
 	}
 	conf_unknown_key(p, "delivery", key, conf_delivery_keys,
 			 ARRAY_SIZE(conf_delivery_keys));
@@ -917,8 +959,9 @@ conf_defaults(struct conf *cf)
 	cf->retry_count = 4;
 	cf->max_age = 5 * 86400;
 	cf->bounce = 0;
+	cf->aliases = strdup(CONF_DEFAULT_ALIASES);
 	return cf->spool_dir == NULL || cf->spool_user == NULL ||
-		       cf->submit_group == NULL
+		       cf->submit_group == NULL || cf->aliases == NULL
 		   ? -ENOMEM
 		   : 0;
 }
@@ -1117,6 +1160,9 @@ conf_free(struct conf *cf)
 	free(cf->spool_user);
 	free(cf->submit_group);
 	free(cf->source);
+	free(cf->admin);
+	free(cf->aliases);
+	free(cf->domain);
 	memset(cf, 0, sizeof(*cf));
 }
 

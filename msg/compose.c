@@ -142,7 +142,7 @@ from_append(struct msg_buf *b, const struct msg_compose_opts *o,
 				"--from: exactly one address expected, got %zu",
 				f.n);
 	if (rc == 0)
-		rc = msg__rcpt_arg(&one, o->from, id->host, "--from", err,
+		rc = msg__rcpt_arg(&one, o->from, id->host, NULL, "--from", err,
 				   errlen);
 	else
 		msg__err(err, errlen, rc, "--from: %s", why);
@@ -240,8 +240,8 @@ msg_compose(const struct msg_compose_opts *o, struct msg_prepared *out,
 	if (rc != 0)
 		return rc;
 	for (i = 0; i < o->nto; i++) {
-		rc = msg__rcpt_arg(&out->rcpt, o->to[i], id.host, "--to", err,
-				   errlen);
+		rc = msg__rcpt_arg(&out->rcpt, o->to[i], id.host, o->local,
+				   "--to", err, errlen);
 		if (rc != 0)
 			goto out;
 	}

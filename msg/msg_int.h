@@ -118,12 +118,14 @@ int msg__rcpt_dedupe(struct msg_strlist *l);
 
 /*
  * Appends the addresses of arg (one address or a list, as a command-line
- * argument) to l, each with "@host" when it has no domain and checked
- * with msg_addr_check; msg__rcpt_dedupe removes repeats once all are in.
+ * argument) to l, each with "@host" when it has no domain (with local:
+ * each resolved by msg_local_resolve instead) and checked with
+ * msg_addr_check; msg__rcpt_dedupe removes repeats once all are in.
  * Control characters are refused before parsing. what names the argument
  * in err.
  */
 int msg__rcpt_arg(struct msg_strlist *l, const char *arg, const char *host,
-		  const char *what, char *err, size_t errlen);
+		  const struct msg_local *local, const char *what, char *err,
+		  size_t errlen);
 
 #endif

@@ -43,14 +43,16 @@ msg__ident(struct msg_ident *id, const char *user, const char *host, char *err,
 		char buf[4096];
 		int e = getpwuid_r(getuid(), &pw, buf, sizeof(buf), &res);
 
-		if (res == NULL)
+		if (res == NULL && e != 0)
 			return msg__err(err, errlen, EX_OSERR,
 					"no user name for uid %u: %s",
-					(unsigned)getuid(),
-					e ? strerror(e) : "not in passwd");
-		user = pw.pw_name;
-		if (str_copy(id->user, user, sizeof(id->user)) >=
-		    sizeof(id->user))
+					(unsigned)getuid(), strerror(e));
+		/* a uid with no passwd entry is a name of its own */
+		if (res == NULL)
+			snprintf(id->user, sizeof(id->user), "uid%u",
+				 (unsigned)getuid());
+		else if (str_copy(id->user, pw.pw_name, sizeof(id->user)) >=
+			 sizeof(id->user))
 			return msg__err(err, errlen, EX_DATAERR,
 					"user name too long");
 	} else if (str_copy(id->user, user, sizeof(id->user)) >=
@@ -609,16 +611,37 @@ addr_qualify(const char *addr, const char *host)
 struct rcpt_ctx {
 	struct msg_strlist *list;
 	const char *host;
+	const struct msg_local *local; /* NULL: bare names get @host */
 };
+
+/* A local recipient becomes where its mail goes (aliases, admin); each
+ * result is checked like any recipient. */
+static int
+rcpt_add_local(struct rcpt_ctx *rc, const char *addr, char *err, size_t errlen)
+{
+	struct msg_strlist res = {0};
+	int r = msg_local_resolve(rc->local, addr, &res, err, errlen);
+
+	for (size_t i = 0; i < res.n && r == 0; i++) {
+		r = msg_addr_check(res.v[i], 0, err, errlen);
+		if (r == 0 && msg_strlist_add(rc->list, res.v[i]) < 0)
+			r = msg__oom(err, errlen);
+	}
+	msg_strlist_free(&res);
+	return r;
+}
 
 static int
 rcpt_cb(void *arg, const char *addr, size_t end, char *err, size_t errlen)
 {
 	struct rcpt_ctx *rc = arg;
-	char *q = addr_qualify(addr, rc->host);
+	char *q;
 	int r;
 
 	(void)end;
+	if (rc->local != NULL)
+		return rcpt_add_local(rc, addr, err, errlen);
+	q = addr_qualify(addr, rc->host);
 	if (q == NULL)
 		return msg__oom(err, errlen);
 	r = msg_addr_check(q, 0, err, errlen);
@@ -630,9 +653,10 @@ rcpt_cb(void *arg, const char *addr, size_t end, char *err, size_t errlen)
 
 int
 msg__rcpt_arg(struct msg_strlist *l, const char *arg, const char *host,
-	      const char *what, char *err, size_t errlen)
+	      const struct msg_local *local, const char *what, char *err,
+	      size_t errlen)
 {
-	struct rcpt_ctx ctx = {l, host};
+	struct rcpt_ctx ctx = {l, host, local};
 	char why[256];
 	int rc;
 
@@ -655,7 +679,9 @@ int
 msg_rcpt_parse(struct msg_strlist *out, const char *arg, const char *host,
 	       char *err, size_t errlen)
 {
-	return msg__rcpt_arg(out, arg, host, "recipient", err, errlen);
+	/* checked only: local names are resolved when the message is
+	 * prepared */
+	return msg__rcpt_arg(out, arg, host, NULL, "recipient", err, errlen);
 }
 
 struct first_ctx {
@@ -977,13 +1003,14 @@ msg_prepare(const char *in, size_t len, const struct msg_submit_opts *o,
 		goto out;
 	rctx.list = &out->rcpt;
 	rctx.host = id.host;
+	rctx.local = o->local;
 	if (o->extract_rcpts) {
 		rc = extract_rcpts(&hs, &rctx, err, errlen);
 		if (rc != 0)
 			goto out;
 	}
 	for (size_t i = 0; i < nrcpt_args; i++) {
-		rc = msg__rcpt_arg(&out->rcpt, rcpt_args[i], id.host,
+		rc = msg__rcpt_arg(&out->rcpt, rcpt_args[i], id.host, o->local,
 				   "recipient", err, errlen);
 		if (rc != 0)
 			goto out;

@@ -262,8 +262,16 @@ spool_open(struct spool **out, const char *dir, int create, char *err,
 		/* state/ is made here too but is opened by state_open */
 		const char *name =
 		    i < SPOOL_NDIRS ? spool_dir_names[i] : "state";
+		struct stat sub;
 
-		if (create && mkdirat(sp->dfd, name, spool_dir_modes[i]) == 0) {
+		/* a folder that exists is not made again: under systemd's
+		 * RestrictSUIDSGID= even a mkdir that would fail with EEXIST
+		 * is refused (EPERM) for the setgid mode of tmp/ and new/ */
+		if (create &&
+		    fstatat(sp->dfd, name, &sub, AT_SYMLINK_NOFOLLOW) == 0) {
+			/* there: only its mode may need fixing below */
+		} else if (create &&
+			   mkdirat(sp->dfd, name, spool_dir_modes[i]) == 0) {
 			made = 1;
 		} else if (create && errno != EEXIST) {
 			rc = spool_errno(errno);

@@ -8,7 +8,7 @@
  * own writer lock makes safe against a daemon starting meanwhile.
  *
  * Invoked as `sendmail` it is a sendmail-compatible submitter, as `mailq`
- * it lists the queue.
+ * it lists the queue, as `newaliases` it checks the aliases file.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -855,6 +855,8 @@ static const struct {
     {"delete", cmd_delete, "delete ID..."},
     {"requeue", cmd_requeue, "requeue ID..."},
     {"init", cmd_init, "init (create the spool directory tree)"},
+    {"newaliases", cmd_newaliases,
+     "newaliases (check the aliases file; also run as newaliases)"},
 };
 
 static void
@@ -980,6 +982,10 @@ main(int argc, char **argv)
 		if (version_or_help(argc, argv, "mailq", mailq_usage))
 			return 0;
 		return cmd_sendmail(argc, argv, 1);
+	}
+	if (strcmp(name, "newaliases") == 0) {
+		ctl_progname = "newaliases";
+		return cmd_newaliases(NULL, argc, argv);
 	}
 	if (version_or_help(argc, argv, "spoolctl", NULL))
 		return 0;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "spool/conf.h"
+#include "spool/msg.h"
 #include "spool/queue.h"
 
 /* Loads the configuration, printing one line on stderr on error. */
@@ -84,6 +85,18 @@ int cmd_sendmail(int argc, char **argv, int as_mailq);
 /* The queue in Postfix's mailq format (mailq, sendmail -bp). */
 int cmd_mailq(const char *conf_path);
 
+int cmd_newaliases(const char *conf_path, int argc, char **argv);
+
+/* Mail for the host's own names at submission (local.c): the host's
+ * names, the aliases file and the admin address of cf. cf must outlive
+ * it. 0 or a sysexits code (printed). */
+struct ctl_local {
+	struct msg_host host;
+	struct msg_aliases aliases;
+	struct msg_local local;
+};
+int ctl_local_init(struct ctl_local *l, const struct conf *cf);
+void ctl_local_free(struct ctl_local *l);
 int cmd_list(const char *conf_path, int argc, char **argv);
 int cmd_show(const char *conf_path, int argc, char **argv);
 int cmd_flush(const char *conf_path, int argc, char **argv);

@@ -121,12 +121,20 @@ nomem:
 	return EX_OSERR;
 }
 
+/* The caller's login name and (host not NULL) the host name; a uid with
+ * no passwd entry (a container's arbitrary uid) is uidNNN, never someone
+ * else's name. */
 void
 submit_identity(char *user, size_t ulen, char *host, size_t hlen)
 {
-	struct passwd *pw = getpwuid(geteuid());
+	struct passwd *pw = getpwuid(getuid());
 
-	str_copy(user, pw != NULL ? pw->pw_name : "root", ulen);
+	if (pw != NULL)
+		str_copy(user, pw->pw_name, ulen);
+	else
+		snprintf(user, ulen, "uid%u", (unsigned)getuid());
+	if (host == NULL)
+		return;
 	if (gethostname(host, hlen - 1) < 0 || host[0] == '\0')
 		str_copy(host, "localhost", hlen);
 	host[hlen - 1] = '\0';
@@ -423,8 +431,9 @@ static int
 submit_compose(const struct conf *cf, struct submit_args *a, int argc,
 	       char **argv, struct msg_prepared *p)
 {
-	char user[256], host[256], err[512], *body = NULL;
+	char user[256], err[512], *body = NULL;
 	struct msg_compose_opts o = {0};
+	struct ctl_local local;
 	size_t len = 0;
 	int fd = 0, rc;
 
@@ -443,7 +452,12 @@ submit_compose(const struct conf *cf, struct submit_args *a, int argc,
 		close(fd);
 	if (rc != 0)
 		return rc;
-	submit_identity(user, sizeof(user), host, sizeof(host));
+	if ((rc = ctl_local_init(&local, cf)) != 0) {
+		free(body);
+		return rc;
+	}
+	/* no host name: local.host.domain takes its place */
+	submit_identity(user, sizeof(user), NULL, 0);
 	o.to = (const char *const *)a->to.v;
 	o.nto = a->to.n;
 	o.subject = a->subject ? a->subject : "";
@@ -451,9 +465,11 @@ submit_compose(const struct conf *cf, struct submit_args *a, int argc,
 	o.body = body;
 	o.body_len = len;
 	o.user = user;
-	o.hostname = host;
+	o.hostname = local.host.domain;
+	o.local = &local.local;
 	o.max_size = cf->max_size;
 	rc = msg_compose(&o, p, err, sizeof(err));
+	ctl_local_free(&local);
 	free(body);
 	if (rc != 0)
 		ctl_error("%s", err);
@@ -466,13 +482,22 @@ submit_prepare(const struct conf *cf, const struct msg_submit_opts *in,
 	       size_t nrcpt, struct msg_prepared *p, char *err, size_t errlen)
 {
 	struct msg_submit_opts o = *in;
-	char user[256], host[256];
+	char user[256];
+	struct ctl_local local;
+	int rc;
 
-	submit_identity(user, sizeof(user), host, sizeof(host));
+	if ((rc = ctl_local_init(&local, cf)) != 0)
+		return rc;
+	/* no host name: local.host.domain takes its place */
+	submit_identity(user, sizeof(user), NULL, 0);
 	o.max_size = cf->max_size;
 	o.user = user;
-	o.hostname = host;
-	return msg_prepare(raw, len, &o, rcpt, nrcpt, p, err, errlen);
+	/* bare senders and the added From and Message-ID take the domain */
+	o.hostname = local.host.domain;
+	o.local = &local.local;
+	rc = msg_prepare(raw, len, &o, rcpt, nrcpt, p, err, errlen);
+	ctl_local_free(&local);
+	return rc;
 }
 
 int

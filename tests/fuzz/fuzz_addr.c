@@ -70,7 +70,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msg_strlist_free(&list);
 
 	memset(&list, 0, sizeof(list));
-	if (msg__rcpt_arg(&list, str, "host.example", "recipient", err,
+	if (msg__rcpt_arg(&list, str, "host.example", NULL, "recipient", err,
 			  sizeof(err)) == 0) {
 		for (size_t i = 0; i < list.n; i++)
 			addr_must_be_clean(list.v[i]);

@@ -17,7 +17,7 @@ build=${FUZZ_BUILD_DIR:-build-fuzz-smoke}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
 	targets=(spool_parse pickup_check msg_prepare addr conf ctl_request
-		mail2text)
+		mail2text aliases)
 fi
 
 if ! command -v clang >/dev/null; then

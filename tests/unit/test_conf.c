@@ -377,6 +377,11 @@ test_refusals(void **state)
 	    {"[weird]\nkey = 1\n", "unknown section"},
 	    {"[spool]\nnope = 1\n", "nope: unknown key"},
 	    {"[spool\n", "not a valid INI line"},
+	    {"[delivery]\nadmin = root\n", "admin: \"root\" is not an address"},
+	    {"[delivery]\nadmin = a b@example.org\n", "is not an address"},
+	    {"[delivery]\naliases = aliases\n", "absolute path or none"},
+	    {"[delivery]\ndomain = host name\n", "is not a domain name"},
+	    {"[delivery]\ndomain = .example\n", "is not a domain name"},
 	    {"[transport a]\nhost = "
 	     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
@@ -400,6 +405,41 @@ test_refusals(void **state)
 		conf_free(&cf);
 		teardown(NULL);
 	}
+}
+
+/* Mail for local names: admin, aliases and domain, and their defaults. */
+static void
+test_local_names(void **state)
+{
+	struct conf cf;
+	char err[256];
+
+	(void)state;
+	write_conf("[delivery]\nadmin = admin@example.org\n"
+		   "aliases = /etc/spoold/aliases\ndomain = host.example.org\n"
+		   "[transport a]\nhost = x\n");
+	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)), 0);
+	assert_string_equal(cf.admin, "admin@example.org");
+	assert_string_equal(cf.aliases, "/etc/spoold/aliases");
+	assert_string_equal(cf.domain, "host.example.org");
+	conf_free(&cf);
+	teardown(NULL);
+
+	/* defaults: no admin, /etc/aliases, the domain found at submission */
+	write_conf("[transport a]\nhost = x\n");
+	setenv("SPOOLD_DELIVERY_ADMIN", "ops@example.org", 1);
+	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)), 0);
+	assert_string_equal(cf.admin, "ops@example.org");
+	assert_string_equal(cf.aliases, "/etc/aliases");
+	assert_null(cf.domain);
+	conf_free(&cf);
+	unsetenv("SPOOLD_DELIVERY_ADMIN");
+	teardown(NULL);
+
+	write_conf("[delivery]\naliases = none\n[transport a]\nhost = x\n");
+	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)), 0);
+	assert_null(cf.aliases);
+	conf_free(&cf);
 }
 
 static void
@@ -486,6 +526,7 @@ main(void)
 	    cmocka_unit_test_teardown(test_env_overrides, teardown),
 	    cmocka_unit_test_teardown(test_env_only_route, teardown),
 	    cmocka_unit_test_teardown(test_refusals, teardown),
+	    cmocka_unit_test_teardown(test_local_names, teardown),
 	    cmocka_unit_test_teardown(test_missing_named_file, teardown),
 	    cmocka_unit_test_teardown(test_unknown_env, teardown),
 	    cmocka_unit_test_teardown(test_env_plaintext_auth, teardown),

@@ -22,6 +22,7 @@
 #define CONF_DEFAULT_SPOOL "/var/spool/spoold"
 #define CONF_DEFAULT_USER "spoold"
 #define CONF_DEFAULT_SUBMIT_GROUP "spoold-submit"
+#define CONF_DEFAULT_ALIASES "/etc/aliases"
 #define CONF_MAX_TRANSPORTS 16
 #define CONF_MAX_RETRY 16
 #define CONF_MAX_CONCURRENCY 64
@@ -81,8 +82,8 @@ struct conf {
 	char *spool_dir;
 	uint64_t max_size;
 	int64_t failed_keep; /* seconds a failed message is kept, 0: always */
-	char *spool_user;   /* the daemon runs as this user, never as root */
-	char *submit_group; /* may write tmp/ and new/; spoolctl is setgid */
+	char *spool_user;    /* the daemon runs as this user, never as root */
+	char *submit_group;  /* may write tmp/ and new/; spoolctl is setgid */
 	/* [delivery] */
 	size_t route[CONF_MAX_TRANSPORTS]; /* indexes into transports[] */
 	size_t route_count;
@@ -91,6 +92,13 @@ struct conf {
 	size_t retry_count;
 	int64_t max_age; /* seconds */
 	int bounce;
+	/* where mail for local names goes (NULL: NAME@domain), the aliases
+	 * file in /etc/aliases format (NULL: none), and the domain of bare
+	 * addresses (NULL: /etc/mailname, else the FQDN); applied by
+	 * spoolctl at submission */
+	char *admin;
+	char *aliases;
+	char *domain;
 	/* [transport NAME] */
 	struct conf_transport transports[CONF_MAX_TRANSPORTS];
 	size_t transport_count;

@@ -82,6 +82,93 @@ const struct msg_header *msg_headers_find(const struct msg_headers *hs,
  */
 int msg_rcpt_parse(struct msg_strlist *out, const char *arg, const char *host,
 		   char *err, size_t errlen);
+/* ---- mail for the host's own names (local.c) ---- */
+
+/* How many aliases deep a name is expanded before it counts as a loop. */
+#define MSG_ALIAS_DEPTH 8
+/* How many aliases one address may go through in all; past it, names
+ * are treated as having none. */
+#define MSG_ALIAS_VISITS 1000
+
+/* One entry of an aliases file: a local name and its targets (addresses
+ * or local names), in the file's order. */
+struct msg_alias {
+	char *name; /* lower case */
+	struct msg_strlist targets;
+	unsigned line;
+};
+
+/* Sorted by name; owned by the caller, freed with msg_aliases_free. */
+struct msg_aliases {
+	struct msg_alias *v;
+	size_t n;
+	size_t cap;
+};
+
+/* Called for each line or target the parser skips (why: one line). */
+typedef void msg_aliases_warn_fn(void *arg, unsigned line, const char *why);
+
+/*
+ * Parses text in /etc/aliases format: "name: target, target", lines
+ * starting with '#' are comments, lines starting with white space
+ * continue the entry before them, names are case-insensitive. Commands
+ * ("|..."), files ("/..."), ":include:" and malformed entries are skipped
+ * with a warning; of a name given twice the first wins. 0, or EX_OSERR
+ * when out of memory (out is then empty).
+ */
+int msg_aliases_parse(const char *text, size_t len, struct msg_aliases *out,
+		      msg_aliases_warn_fn *warn, void *arg, char *err,
+		      size_t errlen);
+/* The file at path; a missing file is an empty table. 0, EX_NOINPUT
+ * (unreadable or not a regular file), EX_DATAERR (over 16 MB), EX_IOERR. */
+int msg_aliases_load(const char *path, struct msg_aliases *out,
+		     msg_aliases_warn_fn *warn, void *arg, char *err,
+		     size_t errlen);
+void msg_aliases_free(struct msg_aliases *a);
+/* The entry of name (any case), or NULL. a may be NULL. */
+const struct msg_alias *msg_aliases_find(const struct msg_aliases *a,
+					 const char *name);
+
+/* What makes a recipient local, and where local mail goes. */
+struct msg_local {
+	const char *admin;	  /* NULL: a local name becomes NAME@domain */
+	const char *domain;	  /* qualifies bare names */
+	const char *const *names; /* the host's own domains */
+	size_t nnames;
+	const struct msg_aliases *aliases; /* NULL: none */
+};
+
+/*
+ * Appends to out where mail for addr goes. addr is local when it has no
+ * domain or one of l->names: its local part goes through the aliases
+ * (targets that are local again are expanded too, MSG_ALIAS_DEPTH deep and
+ * MSG_ALIAS_VISITS aliases in all; a name met again ends there) and every local
+ * name left becomes l->admin, or NAME@domain without one. Other addresses are
+ * appended unchanged. Nothing is checked here: the caller checks what it
+ * appends. 0 or EX_OSERR.
+ */
+int msg_local_resolve(const struct msg_local *l, const char *addr,
+		      struct msg_strlist *out, char *err, size_t errlen);
+
+/* The host's names, as submission uses them. */
+struct msg_host {
+	char name[256];	      /* gethostname() */
+	char fqdn[256];	      /* the hosts file's "name.domain", else name */
+	char domain[256];     /* qualifies bare senders and names */
+	const char *names[4]; /* localhost, localhost.localdomain, name, fqdn */
+};
+
+/*
+ * Fills h: domain is the given one, else the first line of mailname
+ * (NULL: /etc/mailname), else the FQDN from hosts (NULL: /etc/hosts),
+ * else the host name. Never asks DNS. 0 or EX_CONFIG.
+ */
+int msg_host_init(struct msg_host *h, const char *domain, const char *mailname,
+		  const char *hosts, char *err, size_t errlen);
+
+/* 1 if d is a plausible domain name: dot-separated labels of letters,
+ * digits, '-' and '_', at most 63 each and 253 in all. */
+int msg_domain_ok(const char *d);
 
 /* What sendmail-style submission was asked for. */
 struct msg_submit_opts {
@@ -91,6 +178,9 @@ struct msg_submit_opts {
 	size_t max_size;       /* of the canonical message; 0: no limit */
 	const char *user;      /* login name, for an added From */
 	const char *hostname;  /* for an added From and Message-ID */
+	/* NULL: bare recipients get @hostname; else they and local
+	 * addresses are resolved by msg_local_resolve */
+	const struct msg_local *local;
 };
 
 /* The canonical message and its envelope. */
@@ -126,6 +216,7 @@ struct msg_compose_opts {
 	const char *user;
 	const char *hostname;
 	size_t max_size;
+	const struct msg_local *local; /* as in msg_submit_opts */
 };
 
 /*
