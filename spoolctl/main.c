@@ -155,8 +155,12 @@ ctl_conf_load_submit(struct conf *cf, const char *conf_path)
 {
 	const struct conf_opts o = {.spool_only = 1, .report = ctl_conf_warn};
 	char err[1024];
-	int rc = conf_load_opts(cf, conf_path, &o, err, sizeof(err));
+	/* a setgid submitter takes only the system's file, as every command */
+	int rc = ctl_setgid_conf_check(conf_path);
 
+	if (rc != 0)
+		return rc;
+	rc = conf_load_opts(cf, conf_path, &o, err, sizeof(err));
 	if (rc != 0)
 		ctl_error("%s", err);
 	return rc;

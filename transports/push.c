@@ -270,7 +270,7 @@ push_one(struct push_transport *t, CURL *c, struct transport_msg *m,
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a.status);
 	if (rc != CURLE_OK) {
 		push_scrub(errbuf, token);
-		snprintf(sess->diag, sizeof(sess->diag), "%s %s: %s",
+		snprintf(sess->diag, sizeof(sess->diag), "%s %.160s: %.200s",
 			 t->svc->type, req.shown_url,
 			 errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		str_copy(reply, sess->diag, sizeof(reply));
@@ -282,21 +282,22 @@ push_one(struct push_transport *t, CURL *c, struct transport_msg *m,
 	switch (push_judge(a.status)) {
 	case PUSH_SENT:
 		st = DELIV_OK;
-		snprintf(reply, sizeof(reply), "%ld accepted by %s %s%s",
+		snprintf(reply, sizeof(reply), "%ld accepted by %s %.160s%s",
 			 a.status, t->svc->type, req.shown_url,
 			 n.truncated ? " (text cut to the service's limit)"
 				     : "");
 		break;
 	case PUSH_CANNOT_CARRY:
 		snprintf(reply, sizeof(reply),
-			 "%ld from %s %s: this transport cannot carry the "
-			 "message%s%s",
+			 "%ld from %s %.160s: this transport cannot carry the "
+			 "message%s%.200s",
 			 a.status, t->svc->type, req.shown_url,
 			 a.body[0] ? ": " : "", a.body);
 		break;
 	case PUSH_SERVICE_FAILED:
-		snprintf(sess->diag, sizeof(sess->diag), "%ld from %s %s%s%s%s",
-			 a.status, t->svc->type, req.shown_url,
+		snprintf(sess->diag, sizeof(sess->diag),
+			 "%ld from %s %.160s%s%s%.200s", a.status, t->svc->type,
+			 req.shown_url,
 			 a.status == 401 || a.status == 403
 			     ? ": the token was refused (see token_file)"
 			     : "",
