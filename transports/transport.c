@@ -263,6 +263,12 @@ transport_secret_read(const char *path, const char *key, char *buf, size_t len,
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "%s %s: %s", key, path, strerror(errno));
+		/* a file given to another user is refused for that, with the
+		 * chown that mends it, not with a bare "Permission denied" */
+		if (rc == -EACCES && stat(path, &sb) == 0 &&
+		    transport_secret_stat_check(key, path, &sb, err, errlen) <
+			0)
+			return -EPERM;
 		return rc;
 	}
 	/* the type, mode or owner may have changed since start */

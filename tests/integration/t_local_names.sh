@@ -7,6 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 
 write_conf 9 1h # no relay is needed: the spool file is the result
+"$SPOOLCTL" -c "$CONF" init >/dev/null || fail "spoolctl init failed"
 ALIASES="$T/aliases"
 sed -i "/^\[delivery\]/a admin = admin@example.org\naliases = $ALIASES\ndomain = host.example.org" "$CONF"
 cat >"$ALIASES" <<'END'
@@ -47,9 +48,12 @@ grep -q '^From: root@host.example.org' "$f" ||
 uid=54321
 ! getent passwd $uid >/dev/null || fail "uid $uid exists here"
 chmod 755 "$T"
+chmod 644 "$CONF"
+# through the setgid sendmail, as every user submits
+setgid_spoolctl
 printf 'Subject: u\n\nbody\n' |
 	setpriv --reuid=$uid --regid=$uid --clear-groups \
-		"$SENDMAIL" -C "$CONF" admin@example.org ||
+		"$SETGID_SENDMAIL" -C "$CONF" admin@example.org ||
 	fail "sendmail as uid $uid failed"
 env=$(envelope_of_last)
 echo "$env" | grep -qx "S uid$uid@host.example.org" ||
@@ -69,7 +73,7 @@ log "newaliases: $(tail -n 1 <<<"$out")"
 chmod 000 "$ALIASES"
 printf 'Subject: w\n\nbody\n' |
 	setpriv --reuid=$uid --regid=$uid --clear-groups \
-		"$SENDMAIL" -C "$CONF" root 2>"$T/warn.out" ||
+		"$SETGID_SENDMAIL" -C "$CONF" root 2>"$T/warn.out" ||
 	fail "sendmail with an unreadable aliases file failed"
 grep -q "warning: aliases not applied" "$T/warn.out" ||
 	fail "no warning: $(cat "$T/warn.out")"

@@ -9,6 +9,9 @@
 start_sink
 start_postfix_relay
 write_conf "$PF_PORT"
+# the spool as the package or spoold-setup makes it: root's files then
+# go to spoold as they are, with spoolctl's Received field alone
+"$SPOOLCTL" -c "$CONF" init >/dev/null || fail "spoolctl init failed"
 
 # 1. plain submit with an explicit recipient; the daemon is not running yet,
 # so the spooled files can be copied before anything is delivered
