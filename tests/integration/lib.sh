@@ -533,7 +533,9 @@ spoold_owns() {
 # nosuid file system. Sets SETGID_SPOOLCTL and SETGID_SENDMAIL.
 setgid_spoolctl() {
 	mkdir -p "$T/bin"
-	cp "$SPOOLCTL" "$T/bin/spoolctl"
+	# SPOOLCTL_REAL: the binary when SPOOLCTL is a wrapper (valgrind's):
+	# the kernel ignores a setgid bit on a script
+	cp "${SPOOLCTL_REAL:-$SPOOLCTL}" "$T/bin/spoolctl"
 	chown "root:$SUBMIT_GROUP" "$T/bin/spoolctl"
 	chmod 2755 "$T/bin/spoolctl"
 	ln -sf spoolctl "$T/bin/sendmail"
