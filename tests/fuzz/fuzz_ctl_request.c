@@ -5,7 +5,7 @@
  * the line once it is complete, and queue_id_valid on the arguments of a
  * verb that changes the queue, as spoold/control.c runs them. An accepted
  * request must be one the daemon can act on safely: a known verb, no
- * argument to PING or PROBE, at most CTL_ARGS_MAX arguments, each a
+ * argument to PING, PROBE or STATUS, at most CTL_ARGS_MAX arguments, each a
  * non-empty run of printable ASCII inside the line, so that nothing a
  * client sends can reach a log or a reply as a control character.
  */
@@ -23,9 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 check_request(const struct ctl_reader *r, const struct ctl_request *req)
 {
-	if (req->verb > CTL_REQUEUE || req->nargs > CTL_ARGS_MAX)
+	if (req->verb > CTL_STATUS || req->nargs > CTL_ARGS_MAX)
 		abort();
-	if ((req->verb == CTL_PING || req->verb == CTL_PROBE) &&
+	if ((req->verb == CTL_PING || req->verb == CTL_PROBE ||
+	     req->verb == CTL_STATUS) &&
 	    req->nargs != 0)
 		abort();
 	for (size_t i = 0; i < req->nargs; i++) {
@@ -38,7 +39,8 @@ check_request(const struct ctl_reader *r, const struct ctl_request *req)
 			if (a[j] <= ' ' || a[j] > '~')
 				abort();
 		/* control.c checks every id before acting on it */
-		if (req->verb != CTL_PING && req->verb != CTL_PROBE)
+		if (req->verb != CTL_PING && req->verb != CTL_PROBE &&
+		    req->verb != CTL_STATUS)
 			(void)queue_id_valid(a);
 	}
 }
