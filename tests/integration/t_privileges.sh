@@ -35,11 +35,7 @@ setgid_spoolctl
 as() { # USER COMMAND...
 	local u=$1
 	shift
-	# LeakSanitizer cannot inspect a setgid process (it is not dumpable)
-	# and ends it with a fatal error: leaks are checked by every other
-	# run of the same code
-	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-		setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups "$@"
+	setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups "$@"
 }
 refused() { # WHAT USER COMMAND...: the command must fail
 	local what=$1
