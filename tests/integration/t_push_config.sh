@@ -31,7 +31,7 @@ refuse() {
 refuse 'transport t: url: http:// is refused except to this host' \
 	'type = ntfy' 'url = http://ntfy.example.org/alarms'
 refuse 'transport t: url: http:// is refused' \
-	'type = webhook' 'url = http://192.0.2.7/hook'
+	'type = webhook' 'url = http://hooks.example.org/hook'
 refuse 'not an https:// URL' 'type = ntfy' 'url = ftp://example.org/x'
 refuse "open.token: readable by group or others" \
 	'type = gotify' 'url = https://gotify.example.org' \

@@ -180,11 +180,12 @@ test_quotes_and_case(void **state)
 
 	(void)state;
 	setenv("SPOOLD_TRANSPORT_MAILU_PORT", "\"2525\"", 1);
-	write_conf("[SPOOL]\nDir = \"/tmp/quoted spool\"\n"
-		   "[Delivery]\nroute = Mailu\n"
-		   "[Transport  Mailu]\nhost = \"localhost\"\ntls = 'starttls'\n"
-		   "password_file = '/run/a#b'\nuser = \"u\n"
-		   "helo = \"\"\n");
+	write_conf(
+	    "[SPOOL]\nDir = \"/tmp/quoted spool\"\n"
+	    "[Delivery]\nroute = Mailu\n"
+	    "[Transport  Mailu]\nhost = \"localhost\"\ntls = 'starttls'\n"
+	    "password_file = '/run/a#b'\nuser = \"u\n"
+	    "helo = \"\"\n");
 	assert_int_equal(conf_load(&cf, conf_path, err, sizeof(err)), 0);
 	assert_string_equal(cf.spool_dir, "/tmp/quoted spool");
 	assert_int_equal(cf.route_count, 1);

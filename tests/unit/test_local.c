@@ -388,7 +388,7 @@ test_host_names(void **state)
 	snprintf(text, sizeof(text),
 		 "127.0.0.1 localhost\n"
 		 "# 127.0.1.1 %s.wrong.example %s\n"
-		 "10.0.0.1 %sfoo.example other\n"
+		 "127.0.2.1 %sfoo.example other\n"
 		 "127.0.1.1 %s.lab.example.org %s # comment\n",
 		 name, name, name, name, name);
 	write_file(hosts, text);

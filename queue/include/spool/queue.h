@@ -115,8 +115,8 @@ struct privs_ids;
  * with their files, the user's; tmp/ and new/ 03730 owned by the user and
  * the submit group, their files 0640 in that group, their owners kept.
  * The files of state/ and the pid file are given back at every call (root
- * may have made them while no daemon ran). Idempotent. *adopted: 1 if the spool existed and belonged to someone
- * else. 0 or -errno with one line in err.
+ * may have made them while no daemon ran). Idempotent. *adopted: 1 if the spool
+ * existed and belonged to someone else. 0 or -errno with one line in err.
  */
 int spool_own(const char *dir, const struct privs_ids *ids, int *adopted,
 	      char *err, size_t errlen);
