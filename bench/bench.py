@@ -27,6 +27,7 @@ Workloads:
 
 import argparse
 import os
+import pwd
 import re
 import resource
 import shutil
@@ -227,14 +228,29 @@ def wait_count(sink, n, secs):
 class Spoold:
     name = "spoold"
 
-    def __init__(self, work, spoold, spoolctl, relay_port):
+    def __init__(self, work, spoold, spoolctl, relay_port,
+                 submit_user=None, submit_group="spoold-submit"):
         self.work = os.path.join(work, "spoold")
         os.makedirs(self.work)
+        os.chmod(self.work, 0o755)
         self.spoolctl = spoolctl
         self.spoold = spoold
         self.conf = os.path.join(self.work, "spoold.conf")
         self.spool = os.path.join(self.work, "spool")
         self.proc = None
+        self.as_user = None
+        if submit_user:
+            # another user submits as spoold-setup installs spoolctl: a
+            # setgid copy; "none" keeps it plain (a spoolctl of the earlier
+            # model, whose spool anyone could write)
+            self.spoolctl = os.path.join(self.work, "spoolctl")
+            shutil.copy(spoolctl, self.spoolctl)
+            if submit_group != "none":
+                shutil.chown(self.spoolctl, "root", submit_group)
+                os.chmod(self.spoolctl, 0o2755)
+            pw = pwd.getpwnam(submit_user)
+            self.as_user = {"user": pw.pw_uid, "group": pw.pw_gid,
+                            "extra_groups": []}
         self.set_relay(relay_port)
 
     def set_relay(self, port):
@@ -249,6 +265,9 @@ class Spoold:
         # spoolctl is sendmail when called by that name
         return ["sendmail", "-t"], self.spoolctl
 
+    def submit_as(self):
+        return self.as_user or {}
+
     def env(self):
         e = dict(os.environ)
         e["SPOOLD_CONFIG"] = self.conf
@@ -256,11 +275,14 @@ class Spoold:
 
     def start(self):
         self.log = open(os.path.join(self.work, "spoold.log"), "a")
+        # the log is appended to: only this start's "ready" counts
+        offset = self.log.tell()
         self.proc = subprocess.Popen([self.spoold, "-c", self.conf, "-f"],
                                      stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with open(self.log.name) as f:
+                f.seek(offset)
                 if "ready" in f.read():
                     return
             time.sleep(0.02)
@@ -365,6 +387,9 @@ biff = no
     def submit_cmd(self):
         return ["sendmail", "-C", self.confdir, "-t"], "/usr/sbin/sendmail"
 
+    def submit_as(self):
+        return {}
+
     def env(self):
         return dict(os.environ)
 
@@ -412,7 +437,8 @@ def submit_one(system, tag):
     t0 = time.time_ns()
     args, exe = system.submit_cmd()
     r = subprocess.run(args, executable=exe, input=message(tag),
-                       env=system.env(), stdout=subprocess.DEVNULL)
+                       env=system.env(), stdout=subprocess.DEVNULL,
+                       **system.submit_as())
     t1 = time.time_ns()
     if r.returncode != 0:
         raise RuntimeError("%s submit exited %d" % (system.name,
@@ -666,6 +692,14 @@ def main():
     p.add_argument("--spoolctl", default=shutil.which("spoolctl") or
                    os.path.join(SRC, "build", "spoolctl", "spoolctl"))
     p.add_argument("--out", default="bench-results.txt")
+    p.add_argument("--systems", default="postfix,spoold",
+                   help="which systems to run (ratios need both)")
+    p.add_argument("--submit-user",
+                   help="spoold's submitters run as this user, through a "
+                   "copy of spoolctl setgid --submit-group")
+    p.add_argument("--submit-group", default="spoold-submit",
+                   help='"none": a plain copy (a spoolctl of the earlier '
+                   "model)")
     a = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: run as root (Postfix's master needs it)")
@@ -678,8 +712,10 @@ def main():
 
     work = tempfile.mkdtemp(prefix="spoold-bench.")
     os.chmod(work, 0o755)
-    sp = Spoold(work, a.spoold, a.spoolctl, 25)
+    sp = Spoold(work, a.spoold, a.spoolctl, 25, a.submit_user,
+                a.submit_group)
     pf = Postfix(work, 25)
+    systems = [s for s in (pf, sp) if s.name in a.systems.split(",")]
     results = {"spoold": {}, "postfix": {}}
     lines = []
     try:
@@ -688,7 +724,7 @@ def main():
         common.update(spawn_floor())
         common.update(sink_rate(work))
         log("disk and sink: " + fmt(common))
-        for system in (pf, sp):
+        for system in systems:
             for mode, par in (("seq", False), ("par8", True)):
                 runs = []
                 for r in range(a.runs):
@@ -703,7 +739,7 @@ def main():
                 log("%s drain run %d: %s" % (system.name, r, fmt(runs[-1])))
             results[system.name].update(medians(runs))
             results[system.name].update(footprint(system, work))
-        if a.scale > 0:
+        if a.scale > 0 and sp in systems:
             results["spoold"].update(scale(sp, work, a.scale, a.quiet))
             log("spoold scale: done")
     finally:
@@ -716,11 +752,15 @@ def main():
     head = ("date=%s host=%s cores=%d n=%d runs=%d %s"
             % (time.strftime("%Y-%m-%d"), socket.gethostname(),
                os.cpu_count(), a.n, a.runs, fmt(common)))
+    if a.submit_user:
+        head += " submit_user=%s submit_group=%s" % (a.submit_user,
+                                                     a.submit_group)
     lines.append(head)
-    for name in ("spoold", "postfix"):
-        lines.append("system=%s %s" % (name, fmt(results[name])))
+    for system in systems:
+        lines.append("system=%s %s" % (system.name,
+                                       fmt(results[system.name])))
     s, q = results["spoold"], results["postfix"]
-    ratios = {
+    ratios = {} if len(systems) < 2 else {
         "seq_all_arrived": ratio(s["seq_all_arrived_s"], q["seq_all_arrived_s"]),
         "par8_submit_rate": ratio(s["par8_submit_per_s"], q["par8_submit_per_s"]),
         "drain_speedup": ratio(q["drain_s"], s["drain_s"]),
@@ -728,7 +768,8 @@ def main():
         "seq_cpu": ratio(s["seq_cpu_per_1000_s"], q["seq_cpu_per_1000_s"]),
         "idle_rss": ratio(s["idle_rss_kib"], q["idle_rss_kib"]),
     }
-    lines.append("ratios spoold/postfix %s" % fmt(ratios))
+    if ratios:
+        lines.append("ratios spoold/postfix %s" % fmt(ratios))
     with open(a.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
