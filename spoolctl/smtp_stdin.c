@@ -491,6 +491,7 @@ smtp_stdin_run(const struct conf *cf, const char *full_name)
 	s->cf = cf;
 	s->full_name = full_name;
 	submit_identity(s->user, sizeof(s->user), s->host, sizeof(s->host));
+	ctl_setgid_session(1);
 	smtp_reply(s, "220 %s ESMTP spoold", s->host);
 	while (!s->done && !s->out_failed) {
 		rc = smtp_line_read(s, &l, SMTP_LINE_MAX - 2, &over);
@@ -508,6 +509,7 @@ smtp_stdin_run(const struct conf *cf, const char *full_name)
 	rc = s->out_failed ? EX_IOERR : rc < 0 ? EX_OSERR : 0;
 	if (s->out_failed)
 		ctl_error("-bs: writing the replies: %s", strerror(errno));
+	ctl_setgid_session(0);
 	smtp_transaction_reset(s);
 	free(l.p);
 	free(s);

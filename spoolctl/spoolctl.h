@@ -46,6 +46,9 @@ int ctl_state_open(struct state **st, const char *spool_dir, int readonly,
  * start; submits: the command queues a message (only then is the group
  * kept, with the caller's group effective until ctl_setgid_raise). raise:
  * the group for writing the spool file, 0 or EX_OSERR after one line;
+ * lower: after that write, back to the caller's group, for good unless a
+ * session is open; session(1): an SMTP session on stdin will write
+ * several files, session(0) ends it and drops the group;
  * drop: gone for good (a no-op when not held). conf_check: 0, or
  * EX_CONFIG after one line for a configuration the caller may have
  * written while the group is held.
@@ -53,6 +56,8 @@ int ctl_state_open(struct state **st, const char *spool_dir, int readonly,
 void ctl_setgid_init(int submits);
 int ctl_setgid_raise(void);
 void ctl_setgid_drop(void);
+void ctl_setgid_lower(void);
+void ctl_setgid_session(int open);
 int ctl_setgid_conf_check(const char *conf_path);
 
 int cmd_submit(const char *conf_path, int argc, char **argv);

@@ -194,7 +194,7 @@ submit_spool(const struct conf *cf, const struct msg_prepared *p,
 				     msg, len, err, sizeof(err));
 		spool_close(sp);
 	}
-	ctl_setgid_drop();
+	ctl_setgid_lower();
 	if (msg != p->data)
 		free(msg);
 	if (rc > 0)
