@@ -84,9 +84,8 @@ ctl_request_parse(char *line, size_t len, struct ctl_request *req,
 		if (strcmp(words[0], ctl_verbs[i].word) == 0)
 			break;
 	if (i == ARRAY_SIZE(ctl_verbs)) {
-		*why =
-		    "unknown request (PING, PROBE, STATUS, WAIT, SUBMITTED, "
-		    "FLUSH, HOLD, RELEASE, DELETE or REQUEUE)";
+		*why = "unknown request (PING, PROBE, STATUS, WAIT, SUBMITTED, "
+		       "FLUSH, HOLD, RELEASE, DELETE or REQUEUE)";
 		return -EINVAL;
 	}
 	if (!ctl_verbs[i].takes_args && n > 1) {

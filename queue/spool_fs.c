@@ -848,7 +848,8 @@ spool_submit_meta(struct spool *sp, const char *id, const char *sender,
 		queue__err(err, errlen, "spool: %s", why);
 		return -EINVAL;
 	}
-	if (meta != NULL && (meta->every < 0 || meta->every > SPOOL_EVERY_MAX)) {
+	if (meta != NULL &&
+	    (meta->every < 0 || meta->every > SPOOL_EVERY_MAX)) {
 		queue__err(err, errlen, "spool: digest window out of range");
 		return -EINVAL;
 	}

@@ -1028,8 +1028,8 @@ state_due_after(struct state_txn *txn, int64_t after, size_t max,
 		return 0;
 	if (after < -1)
 		after = -1;
-	rc = due_scan(txn, STATE_DUE_URGENT | (uint64_t)(after + 1),
-		      UINT64_MAX, max, ids, &nu, &next);
+	rc = due_scan(txn, STATE_DUE_URGENT | (uint64_t)(after + 1), UINT64_MAX,
+		      max, ids, &nu, &next);
 	if (rc < 0)
 		return rc;
 	rc = due_scan(txn, (uint64_t)(after + 1), STATE_DUE_URGENT - 1,

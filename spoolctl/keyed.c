@@ -194,8 +194,9 @@ keyed_outcome(const struct conf *cf, const char *id)
 	rc = 0;
 	if (reply != NULL && strncmp(reply, "OK merged ", 10) == 0) {
 		reply[strcspn(reply, "\n")] = '\0';
-		fprintf(stderr, "%s: %s replaced a queued message of its key; "
-				"it stands for %s submissions\n",
+		fprintf(stderr,
+			"%s: %s replaced a queued message of its key; "
+			"it stands for %s submissions\n",
 			ctl_progname, id, reply + 10);
 		rc = SUBMIT_EX_COALESCED;
 	} else if (reply != NULL && strncmp(reply, "OK held ", 8) == 0) {

@@ -419,9 +419,8 @@ msg_to_json(const struct queue_msg_info *m)
 	/* coalescing and priority */
 	cJSON_AddItemToObject(o, "key", json_str(m->key));
 	cJSON_AddNumberToObject(o, "repeats", m->key ? m->repeats : 0);
-	cJSON_AddStringToObject(o, "priority",
-				m->flags & QUEUE_MSG_F_URGENT ? "urgent"
-							      : "normal");
+	cJSON_AddStringToObject(
+	    o, "priority", m->flags & QUEUE_MSG_F_URGENT ? "urgent" : "normal");
 	cJSON_AddItemToObject(o, "held_until",
 			      msg_digest_held(m) ? json_time(m->next_attempt)
 						 : cJSON_CreateNull());
@@ -882,7 +881,9 @@ static const struct {
     {"submit", cmd_submit,
      "submit [-f SENDER] [-t] [-i] [--wait [SECONDS]] [RCPT...] < message\n"
      "       submit --to ADDR... --subject TEXT [--from ADDR] "
-     "[--body-file F]"},
+     "[--body-file F]\n"
+     "       either with [--key KEY [--every DURATION]] "
+     "[--priority urgent|normal]"},
     {"list", cmd_list, "list [--json] [--all|--failed|--held]"},
     {"show", cmd_show, "show ID [--json]"},
     {"flush", cmd_flush, "flush [ID...]"},

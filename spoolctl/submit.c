@@ -203,10 +203,9 @@ submit_spool_meta(const struct conf *cf, const struct msg_prepared *p,
 	if (rc == 0)
 		rc = spool_open(&sp, cf->spool_dir, 1, err, sizeof(err));
 	if (rc == 0) {
-		rc = spool_submit_meta(sp, id, p->sender,
-				       (const char *const *)p->rcpt.v,
-				       p->rcpt.n, &meta, msg, len, err,
-				       sizeof(err));
+		rc = spool_submit_meta(
+		    sp, id, p->sender, (const char *const *)p->rcpt.v,
+		    p->rcpt.n, &meta, msg, len, err, sizeof(err));
 		spool_close(sp);
 	}
 	ctl_setgid_drop();

@@ -87,7 +87,10 @@ coalesce_plan(struct state_txn *txn, const char *id,
 	memset(out, 0, sizeof(*out));
 	out->verdict = COALESCE_NONE;
 	out->repeats = 1;
-	out->first_at = out->last_at = out->next_attempt = now;
+	out->next_attempt = now;
+	/* the digest names submission times (T), not pickup times */
+	out->first_at = out->last_at =
+	    env->queued_at > 0 && env->queued_at <= now ? env->queued_at : now;
 	/* urgent is never held nor merged */
 	if (env->key == NULL || env->urgent)
 		return 0;
@@ -98,8 +101,8 @@ coalesce_plan(struct state_txn *txn, const char *id,
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
 		if (rc == 0) {
-			int same = old.key != NULL &&
-				   strcmp(old.key, env->key) == 0;
+			int same =
+			    old.key != NULL && strcmp(old.key, env->key) == 0;
 
 			if (same && (old.state == QUEUE_MSG_QUEUED ||
 				     old.state == QUEUE_MSG_DEFERRED)) {
@@ -148,6 +151,8 @@ coalesce_apply(struct state_txn *txn, const struct coalesce_plan *pl,
 
 	if (env->key == NULL)
 		return 0;
+	if (m->key == NULL && (m->key = strdup(env->key)) == NULL)
+		return -ENOMEM;
 	m->repeats = pl->repeats;
 	m->first_at = pl->first_at;
 	m->last_at = pl->last_at;
@@ -202,7 +207,8 @@ coalesce_subject_end(const char *msg, size_t len, const char **eol_out,
 			if (in_subject)
 				subj_end = p + l;
 		} else {
-			in_subject = l >= 8 && strncasecmp(p, "Subject:", 8) == 0;
+			in_subject =
+			    l >= 8 && strncasecmp(p, "Subject:", 8) == 0;
 			if (in_subject && subj_end == NULL)
 				subj_end = p + l;
 			else if (!in_subject && subj_end != NULL)
@@ -220,8 +226,8 @@ coalesce_subject_end(const char *msg, size_t len, const char **eol_out,
 }
 
 int
-coalesce_rewrite(const char *msg, size_t len, uint32_t repeats,
-		 int64_t first, int64_t last, char **out, size_t *outlen)
+coalesce_rewrite(const char *msg, size_t len, uint32_t repeats, int64_t first,
+		 int64_t last, char **out, size_t *outlen)
 {
 	char a[RFC3339_LEN], b[RFC3339_LEN], what[160];
 	const char *at, *eol = NULL;
@@ -254,12 +260,13 @@ coalesce_rewrite(const char *msg, size_t len, uint32_t repeats,
 		memcpy(buf + off, msg, head);
 		off += head;
 		/* a folded continuation: no line of the field grows */
-		off += (size_t)snprintf(buf + off, need - off,
-					"%s (repeated %s)",
-					eol_len == 2 ? "\r\n" : "\n", what);
+		off +=
+		    (size_t)snprintf(buf + off, need - off, "%s (repeated %s)",
+				     eol_len == 2 ? "\r\n" : "\n", what);
 		memcpy(buf + off, at, len - head);
 		off += len - head;
 	}
+	buf[off] = '\0'; /* for the reader's convenience; not counted */
 	*out = buf;
 	*outlen = off;
 	return 0;

@@ -56,7 +56,8 @@ int coalesce_needs_rewrite(uint32_t repeats, uint32_t flags);
  * The message msg (len bytes, a header then a body) as the digest of
  * repeats submissions between first and last: an X-Spoold-Repeated field
  * on top and the Subject extended (or added) with "(repeated N times
- * between A and B)". *out is malloc'd (the caller frees it). 0 or -ENOMEM.
+ * between A and B)". *out is malloc'd and NUL-terminated (the caller frees it);
+ * *outlen does not count the NUL. 0 or -ENOMEM.
  */
 int coalesce_rewrite(const char *msg, size_t len, uint32_t repeats,
 		     int64_t first, int64_t last, char **out, size_t *outlen);
