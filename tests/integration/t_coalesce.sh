@@ -3,7 +3,7 @@
 #  1. with the relay down, repeats of one key collapse into one message
 #     that counts them (exit 10 for each merged submit), and two keys do
 #     not mix;
-#  2. with the relay up and --every 10s, the first goes at once and the
+#  2. with the relay up and --every 15s, the first goes at once and the
 #     rest of the window arrive as one digest with the count and the last
 #     body;
 #  3. the key's state survives kill -9 and a restart: no second "first"
@@ -28,8 +28,14 @@ sink_up() {
 }
 
 sink_down() {
+	local e keep=()
 	kill "$SINK_PID"
 	wait "$SINK_PID" 2>/dev/null || true
+	# off the cleanup's list: its pid may be another process's by then
+	for e in "${T_PIDS[@]}"; do
+		[ "$e" = "sink $SINK_PID" ] || keep+=("$e")
+	done
+	T_PIDS=("${keep[@]}")
 	log "sink down"
 }
 
@@ -37,7 +43,10 @@ sink_down() {
 sub() {
 	local key=$1 subj=$2 rc=0
 	shift 2
-	make_msg "$T/m.$subj" "$subj" 100 >/dev/null
+	# printf, not make_msg: a python start per submit is slow on a
+	# busy machine, and the windows below are short
+	printf 'From: alarm@example.org\r\nTo: ops@example.net\r\nSubject: %s\r\n\r\n%s line 0: body\r\n' \
+		"$subj" "$subj" >"$T/m.$subj"
 	spoolctl submit --key "$key" "$@" -f alarm@example.org \
 		ops@example.net <"$T/m.$subj" >/dev/null 2>"$T/sub.err" || rc=$?
 	echo "$rc"
@@ -100,19 +109,20 @@ grep -l 'X-Spoold-Repeated' "$SINK_DIR"/*.eml | xargs grep -q 'd5 line 0' ||
 	fail "the digest does not carry the last body"
 log "section 1 ok"
 
-# --- 2. relay up, --every 10s: the first at once, then one digest -----
+# --- 2. relay up, --every 15s: the first at once, then one digest -----
 base=$(sink_count)
 t0=$(date +%s)
-[ "$(sub hb h1 --every 10s)" = 0 ] || fail "first heartbeat not exit 0"
+[ "$(sub hb h1 --every 15s)" = 0 ] || fail "first heartbeat not exit 0"
 wait_for_count $((base + 1)) 10
 for i in 2 3 4; do
-	rc=$(sub hb "h$i" --every 10s)
+	rc=$(sub hb "h$i" --every 15s)
 	[ "$rc" = 10 ] || fail "heartbeat $i in the window: exit $rc, want 10"
 done
-grep -q "held for a digest until" "$T/sub.err" || fail "held: $(cat "$T/sub.err")"
+# the last one merged into the held digest (or, on a slow machine, found
+# it being sent and started the next window): exit 10 either way
 wait_for_count $((base + 2)) 20
 elapsed=$(($(date +%s) - t0))
-[ "$elapsed" -ge 9 ] || fail "digest after ${elapsed}s, before the 10 s window"
+[ "$elapsed" -ge 14 ] || fail "digest after ${elapsed}s, before the 15 s window"
 subjects >"$T/subj2"
 grep -q '^Subject: h4 (repeated 3 times between' "$T/subj2" ||
 	fail "digest: $(cat "$T/subj2")"
