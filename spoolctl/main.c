@@ -879,11 +879,11 @@ static const struct {
 	const char *usage;
 } commands[] = {
     {"submit", cmd_submit,
-     "submit [-f SENDER] [-t] [-i] [--wait [SECONDS]] [RCPT...] < message\n"
+     "submit [-f SENDER] [-t] [-i] [--wait [SECONDS]] [--key KEY "
+     "[--every DURATION]]\n"
+     "       submit ... [--priority urgent|normal] [RCPT...] < message\n"
      "       submit --to ADDR... --subject TEXT [--from ADDR] "
-     "[--body-file F]\n"
-     "       either with [--key KEY [--every DURATION]] "
-     "[--priority urgent|normal]"},
+     "[--body-file F]"},
     {"list", cmd_list, "list [--json] [--all|--failed|--held]"},
     {"show", cmd_show, "show ID [--json]"},
     {"flush", cmd_flush, "flush [ID...]"},
