@@ -414,23 +414,26 @@ pickup_coalesce(struct state_txn *txn, const char *id, struct spool_pickup *p,
 	return 1;
 }
 
-/* The line a metrics reader counts: status=coalesced at merge or hold. */
+/* The line a metrics reader counts: status=coalesced at merge or hold,
+ * with held_until= when the message waits for its key's digest. */
 static void
 pickup_coalesce_log(const struct queue_msg_info *m,
 		    const struct coalesce_plan *plan)
 {
-	char until[RFC3339_LEN];
+	char until[RFC3339_LEN], held[RFC3339_LEN + 16] = "";
 
+	if (plan->verdict != COALESCE_MERGED && plan->verdict != COALESCE_HELD)
+		return;
+	if (plan->digest)
+		snprintf(held, sizeof(held), " held_until=%s",
+			 format_rfc3339((time_t)plan->next_attempt, until));
 	if (plan->verdict == COALESCE_MERGED)
 		log_info("id=%s key=%s status=coalesced replaced=%s "
 			 "repeats=%" PRIu32 "%s",
-			 m->id, m->key, plan->old_id, plan->repeats,
-			 plan->digest ? " held for digest" : "");
-	else if (plan->verdict == COALESCE_HELD)
-		log_info("id=%s key=%s status=coalesced held for digest "
-			 "until=%s",
-			 m->id, m->key,
-			 format_rfc3339((time_t)plan->next_attempt, until));
+			 m->id, m->key, plan->old_id, plan->repeats, held);
+	else
+		log_info("id=%s key=%s status=coalesced repeats=1%s", m->id,
+			 m->key, held);
 }
 
 /* After the commit and the placing: the files of messages that newer
