@@ -391,7 +391,12 @@ smtp_cmd_data(struct smtp_session *s, struct smtp_line *l)
 		smtp_reply(s, "451 4.3.0 Error: %s", smtp_printable(err));
 	} else if (rc != 0) {
 		smtp_reply(s, "554 5.6.0 Error: %s", smtp_printable(err));
-	} else if (submit_spool(s->cf, &p, id) != 0) {
+	} else if ((rc = submit_spool(s->cf, &p, id)) == EX_DATAERR ||
+		   rc == EX_USAGE) {
+		/* a bad X-Spoold-Key or X-Spoold-Every: retrying cannot help */
+		smtp_reply(s, "554 5.6.0 Error: bad X-Spoold-Key or "
+			      "X-Spoold-Every field");
+	} else if (rc != 0) {
 		/* submit_spool said why on stderr; the client may retry */
 		smtp_reply(s, "451 4.3.0 Error: queue file write error");
 	} else {

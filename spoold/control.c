@@ -28,6 +28,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -724,6 +725,73 @@ ctl_do_status(struct ctl_conn *c, struct ctl_request *req)
 	free(out);
 }
 
+/* ---- SUBMITTED: what coalescing made of a submission -------------- */
+
+/* SUBMITTED ID: "pending" while the file waits in new/, then "queued"
+ * (a message of its own), "merged N" (it replaced a queued message of
+ * its key and stands for N submissions) or "held T" (held for a digest
+ * until T); "sent" once delivered. For root, the spool's owner and the
+ * submitter, as WAIT. */
+static void
+ctl_do_submitted(struct ctl_conn *c, struct ctl_request *req)
+{
+	struct daemon *d = c->ctl->d;
+	struct queue_msg_info m;
+	struct state_txn *txn;
+	char until[RFC3339_LEN];
+	struct stat st;
+	uint32_t owner;
+	int rc;
+
+	if (req->nargs != 1 || !queue_id_valid(req->args[0])) {
+		ctl_reply(c, "ERR usage: SUBMITTED ID\n");
+		return;
+	}
+	if ((rc = state_begin(d->state, 0, &txn)) < 0) {
+		ctl_reply(c, "ERR state: %s\n", strerror(-rc));
+		return;
+	}
+	/* the record first: a pickup commits it before the file leaves
+	 * new/ */
+	rc = state_msg_get(txn, req->args[0], &m);
+	state_abort(txn);
+	if (rc < 0 && rc != -ENOENT) {
+		ctl_reply(c, "ERR state: %s\n", strerror(-rc));
+		return;
+	}
+	if (rc == 0) {
+		owner = m.owner_uid;
+	} else if (ctl_recent_find(c->ctl, req->args[0], &owner)) {
+		rc = 1;
+	} else if (fstatat(spool_dirfd(d->spool, QUEUE_DIR_NEW), req->args[0],
+			   &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		owner = st.st_uid;
+		rc = 2;
+	} else {
+		ctl_reply(c, "ERR %s: no such message\n", req->args[0]);
+		return;
+	}
+	if (!ctl_trusted(c) && c->uid != owner)
+		ctl_reply(c,
+			  "ERR permission denied: %s was submitted by "
+			  "another user\n",
+			  req->args[0]);
+	else if (rc == 1)
+		ctl_reply(c, "OK sent\n");
+	else if (rc == 2)
+		ctl_reply(c, "OK pending\n");
+	else if ((m.flags & QUEUE_MSG_F_DIGEST) && m.attempts == 0 &&
+		 m.state == QUEUE_MSG_DEFERRED)
+		ctl_reply(c, "OK held %s\n",
+			  format_rfc3339((time_t)m.next_attempt, until));
+	else if (m.repeats > 1)
+		ctl_reply(c, "OK merged %" PRIu32 "\n", m.repeats);
+	else
+		ctl_reply(c, "OK queued\n");
+	if (rc == 0)
+		queue_msg_info_free(&m);
+}
+
 static const struct ctl_handler {
 	void (*run)(struct ctl_conn *c, struct ctl_request *req);
 	int changes_queue; /* root and the spool's owner only; args are ids */
@@ -732,7 +800,7 @@ static const struct ctl_handler {
     [CTL_FLUSH] = {ctl_do_flush, 1},	[CTL_HOLD] = {ctl_do_action, 1},
     [CTL_RELEASE] = {ctl_do_action, 1}, [CTL_DELETE] = {ctl_do_action, 1},
     [CTL_REQUEUE] = {ctl_do_action, 1}, [CTL_WAIT] = {ctl_do_wait, 0},
-    [CTL_STATUS] = {ctl_do_status, 0},
+    [CTL_STATUS] = {ctl_do_status, 0},	[CTL_SUBMITTED] = {ctl_do_submitted, 0},
 };
 
 static void

@@ -10,6 +10,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include "spool/msg.h"
 #include "spool/util.h"
 #include "bounce.h"
+#include "coalesce.h"
 #include "spoold.h"
 
 static int64_t
@@ -81,6 +83,16 @@ record_from_env(struct queue_msg_info *m, const char *id,
 	if (m->sender == NULL || m->rcpt == NULL)
 		goto nomem;
 	m->nrcpt = env->nrcpt;
+	if (env->urgent)
+		m->flags |= QUEUE_MSG_F_URGENT;
+	if (env->key != NULL) {
+		/* as a message alone; the pickup's plan may say more */
+		if ((m->key = strdup(env->key)) == NULL)
+			goto nomem;
+		m->repeats = 1;
+		m->first_at = m->last_at = m->queued_at;
+		m->every = env->every;
+	}
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		m->rcpt[i].state = env->rcpt[i].state;
 		m->rcpt[i].address = strdup(env->rcpt[i].address);
@@ -312,6 +324,7 @@ struct pickup_move {
 	char id[QUEUE_ID_LEN + 1];
 	int copied;    /* cur/.ID holds the daemon's copy */
 	int copy_done; /* cur/ID is that copy already (before a crash) */
+	char replaced[QUEUE_ID_LEN + 1]; /* coalesced away: its file goes */
 };
 
 /* A file bad in itself: into failed/ with the reason, never delivered. */
@@ -362,6 +375,88 @@ pickup_copy(struct daemon *d, const char *id, const struct spool_pickup *p,
 	return rc;
 }
 
+/*
+ * Decides what a keyed message becomes (coalesce.c) and, if it stands
+ * for several submissions or is held for a digest, rewrites its image in
+ * p to say so. 1 if rewritten (so it must be copied, not moved), 0 if
+ * not, -errno.
+ */
+static int
+pickup_coalesce(struct state_txn *txn, const char *id, struct spool_pickup *p,
+		struct coalesce_plan *plan)
+{
+	char *msg = NULL, *data;
+	size_t len;
+	int rc;
+
+	rc = coalesce_plan(txn, id, &p->env, now_s(), plan);
+	if (rc < 0 || !coalesce_needs_rewrite(
+			  plan->repeats, plan->digest ? QUEUE_MSG_F_DIGEST : 0))
+		return rc;
+	rc = coalesce_rewrite(p->data + p->body_off, p->len - p->body_off,
+			      plan->repeats, plan->first_at, plan->last_at,
+			      &msg, &len);
+	if (rc < 0)
+		return rc;
+	data = malloc(p->body_off + len);
+	if (data == NULL) {
+		free(msg);
+		return -ENOMEM;
+	}
+	/* the envelope as it was (the marks' offsets stay), then the
+	 * message that says what it stands for */
+	memcpy(data, p->data, p->body_off);
+	memcpy(data + p->body_off, msg, len);
+	free(msg);
+	free(p->data);
+	p->data = data;
+	p->len = p->body_off + len;
+	return 1;
+}
+
+/* The line a metrics reader counts: status=coalesced at merge or hold,
+ * with held_until= when the message waits for its key's digest. */
+static void
+pickup_coalesce_log(const struct queue_msg_info *m,
+		    const struct coalesce_plan *plan)
+{
+	char until[RFC3339_LEN], held[RFC3339_LEN + 16] = "";
+
+	if (plan->verdict != COALESCE_MERGED && plan->verdict != COALESCE_HELD)
+		return;
+	if (plan->digest)
+		snprintf(held, sizeof(held), " held_until=%s",
+			 format_rfc3339((time_t)plan->next_attempt, until));
+	if (plan->verdict == COALESCE_MERGED)
+		log_info("id=%s key=%s status=coalesced replaced=%s "
+			 "repeats=%" PRIu32 "%s",
+			 m->id, m->key, plan->old_id, plan->repeats, held);
+	else
+		log_info("id=%s key=%s status=coalesced repeats=1%s", m->id,
+			 m->key, held);
+}
+
+/* After the commit and the placing: the files of messages that newer
+ * ones of their key replaced. A crash before this leaves such a file
+ * without a record; the next start queues it again (one more mail). */
+static void
+pickup_drop_replaced(struct daemon *d, const struct pickup_move *mv, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc;
+
+		if (mv[i].replaced[0] == '\0')
+			continue;
+		rc = spool_remove(d->spool, QUEUE_DIR_CUR, mv[i].replaced);
+		if (rc == -ENOENT)
+			rc = spool_remove(d->spool, QUEUE_DIR_NEW,
+					  mv[i].replaced);
+		if (rc < 0 && rc != -ENOENT)
+			log_err("id=%s cannot remove the replaced message: %s",
+				mv[i].replaced, strerror(-rc));
+	}
+}
+
 /* One new/ file into the transaction: a pickup_result, or -errno on a
  * state error. */
 static int
@@ -370,6 +465,7 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 {
 	struct spool_pickup p;
 	struct queue_msg_info m;
+	struct coalesce_plan plan;
 	char err[512], fresh[QUEUE_ID_LEN + 1];
 	size_t trace_len = 0;
 	int rc, known;
@@ -401,7 +497,11 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 	else if (rc != -ENOENT)
 		goto out;
 	str_copy(mv->id, id, sizeof(mv->id));
-	mv->copied = !p.trusted;
+	mv->replaced[0] = '\0';
+	plan.verdict = COALESCE_NONE;
+	if (!known && (rc = pickup_coalesce(txn, id, &p, &plan)) < 0)
+		goto out;
+	mv->copied = !p.trusted || rc == 1; /* rewritten: a copy */
 	mv->copy_done = 0;
 	if (mv->copied && known &&
 	    spool_stat(d->spool, QUEUE_DIR_CUR, id, NULL, NULL) == 0) {
@@ -421,13 +521,19 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 	if (rc == 0) {
 		/* the kernel's word on who submitted it, for WAIT */
 		m.owner_uid = (uint32_t)p.uid;
-		rc = state_msg_put(txn, &m);
+		rc = coalesce_apply(txn, &plan, &p.env, &m);
 	}
+	if (rc == 0)
+		rc = state_msg_put(txn, &m);
 	if (rc == 0) {
 		log_info("id=%s uid=%ld from=<%s> nrcpt=%zu size=%llu queued%s",
 			 id, uid_num(p.uid), m.sender, m.nrcpt,
 			 (unsigned long long)m.size,
 			 mv->copied ? " (copied)" : "");
+		pickup_coalesce_log(&m, &plan);
+		if (plan.verdict == COALESCE_MERGED)
+			str_copy(mv->replaced, plan.old_id,
+				 sizeof(mv->replaced));
 		rc = PICKUP_TAKEN;
 	}
 	queue_msg_info_free(&m);
@@ -552,6 +658,7 @@ pickup_cb(uv_timer_t *t)
 		goto retry;
 	}
 	pickup_place(d, moved, nmoved);
+	pickup_drop_replaced(d, moved, nmoved);
 	d->npending -= take;
 	memmove(d->pending, d->pending + take,
 		d->npending * sizeof(*d->pending));
@@ -972,7 +1079,9 @@ outcomes_write(struct daemon *d, struct job *job, struct job *next,
 			rc = outcome_apply(d, job, jm, &m, next != NULL);
 			if (rc == -ENOENT) {
 				control_msg_sent(d, jm->id, m.owner_uid);
-				rc = state_msg_del(txn, jm->id);
+				rc = coalesce_sent(txn, &m, now_s());
+				if (rc >= 0)
+					rc = state_msg_del(txn, jm->id);
 			} else {
 				if (rc == 1)
 					str_copy(next->msgs[next->n++].id,

@@ -35,6 +35,9 @@ enum ctl_verb {
 	CTL_REQUEUE,
 	CTL_WAIT, /* WAIT ID SECONDS: a message's outcome, for its submitter */
 	CTL_STATUS, /* counts and health, no addresses: for anyone */
+	/* SUBMITTED ID: what became of a keyed submission, for its
+	 * submitter: "OK pending", "OK queued", "OK merged N", "OK held T" */
+	CTL_SUBMITTED,
 };
 
 /* A parsed request; args point into the line it was parsed from. */
