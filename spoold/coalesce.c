@@ -116,6 +116,7 @@ coalesce_plan(struct state_txn *txn, const char *id,
 						    : old.queued_at;
 				out->next_attempt = old.next_attempt;
 				out->attempts = old.attempts;
+				out->owner_uid = old.owner_uid;
 				out->digest =
 				    (old.flags & QUEUE_MSG_F_DIGEST) != 0;
 				out->deferred = old.state == QUEUE_MSG_DEFERRED;

@@ -26,9 +26,10 @@ struct coalesce_plan {
 	uint32_t repeats;	       /* submissions it stands for */
 	int64_t first_at, last_at;
 	int64_t next_attempt;
-	uint32_t attempts; /* MERGED: the replaced message's */
-	int digest;	   /* held for a digest */
-	int deferred;	   /* MERGED: the replaced message was deferred */
+	uint32_t attempts;  /* MERGED: the replaced message's */
+	uint32_t owner_uid; /* MERGED: who submitted the replaced message */
+	int digest;	    /* held for a digest */
+	int deferred;	    /* MERGED: the replaced message was deferred */
 };
 
 /*

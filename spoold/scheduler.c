@@ -325,6 +325,7 @@ struct pickup_move {
 	int copied;    /* cur/.ID holds the daemon's copy */
 	int copy_done; /* cur/ID is that copy already (before a crash) */
 	char replaced[QUEUE_ID_LEN + 1]; /* coalesced away: its file goes */
+	uint32_t replaced_owner;
 };
 
 /* A file bad in itself: into failed/ with the reason, never delivered. */
@@ -447,6 +448,9 @@ pickup_drop_replaced(struct daemon *d, const struct pickup_move *mv, size_t n)
 
 		if (mv[i].replaced[0] == '\0')
 			continue;
+		/* a WAIT on the replaced message follows the new one */
+		control_msg_replaced(d, mv[i].replaced, mv[i].id,
+				     mv[i].replaced_owner);
 		rc = spool_remove(d->spool, QUEUE_DIR_CUR, mv[i].replaced);
 		if (rc == -ENOENT)
 			rc = spool_remove(d->spool, QUEUE_DIR_NEW,
@@ -531,9 +535,11 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 			 (unsigned long long)m.size,
 			 mv->copied ? " (copied)" : "");
 		pickup_coalesce_log(&m, &plan);
-		if (plan.verdict == COALESCE_MERGED)
+		if (plan.verdict == COALESCE_MERGED) {
 			str_copy(mv->replaced, plan.old_id,
 				 sizeof(mv->replaced));
+			mv->replaced_owner = plan.owner_uid;
+		}
 		rc = PICKUP_TAKEN;
 	}
 	queue_msg_info_free(&m);

@@ -165,6 +165,10 @@ void control_stop(struct daemon *d);
  * owner_uid, root and the spool's owner, for a while after its record
  * is gone. */
 void control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid);
+/* Message old_id was replaced by new_id (same key); owner_uid submitted
+ * the old one and may still WAIT on it. */
+void control_msg_replaced(struct daemon *d, const char *old_id,
+			  const char *new_id, uint32_t owner_uid);
 /* Answers the WAIT requests whose message has reached an outcome. */
 void control_waiters_check(struct daemon *d);
 

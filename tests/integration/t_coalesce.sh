@@ -87,18 +87,34 @@ grep -q "stands for 5 submissions" "$T/sub.err" ||
 log "5 submitted"
 [ "$(sub other o1)" = 0 ] || fail "another key was merged"
 log "other submitted"
-[ "$(list_json 'len(d)')" = 2 ] || fail "want 2 queued: $(spoolctl list --json)"
+# a caller waiting on a message that a newer one of its key replaces
+# follows the newer one: sent is 0, never "deleted" (69)
+printf 'Subject: w1\r\n\r\nw1\r\n' >"$T/m.w1"
+spoolctl submit --key waited --wait 60 ops@example.net <"$T/m.w1" \
+	>/dev/null 2>"$T/w1.err" &
+W1_PID=$!
+for _ in $(seq 200); do
+	[ "$(list_json 'len([m for m in d if m["key"] == "waited"])')" = 1 ] && break
+	sleep 0.1
+done
+[ "$(list_json 'len([m for m in d if m["key"] == "waited"])')" = 1 ] ||
+	fail "w1 was not queued: $(cat "$T/w1.err")"
+[ "$(sub waited w2)" = 10 ] || fail "w2 did not replace w1"
+[ "$(list_json 'len(d)')" = 3 ] || fail "want 3 queued: $(spoolctl list --json)"
 [ "$(list_json '[m["repeats"] for m in d if m["key"] == "disk"][0]')" = 5 ] ||
 	fail "repeat count: $(spoolctl list --json)"
 spoolctl list | grep -q 'key disk, repeats 5' || fail "list: $(spoolctl list)"
-[ "$(spool_files new cur)" = 2 ] || fail "replaced files left in the spool"
+[ "$(spool_files new cur)" = 3 ] || fail "replaced files left in the spool"
 [ "$(spoold_log_count 'key=disk status=coalesced')" = 4 ] ||
 	fail "want 4 status=coalesced log lines"
 sink_up
 spoolctl flush
-wait_for_count 2 20
+wait_for_count 3 20
 sleep 1
-[ "$(sink_count)" = 2 ] || fail "want 2 messages, got $(sink_count)"
+[ "$(sink_count)" = 3 ] || fail "want 3 messages, got $(sink_count)"
+rc=0
+wait "$W1_PID" || rc=$?
+[ "$rc" = 0 ] || fail "submit --wait of a replaced message: exit $rc ($(cat "$T/w1.err"))"
 subjects >"$T/subj1"
 grep -q '^Subject: d5 (repeated 5 times between .* and .*)$' "$T/subj1" ||
 	fail "digest subject: $(cat "$T/subj1")"
