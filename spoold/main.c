@@ -591,6 +591,7 @@ main(int argc, char **argv)
 		d.stopping = 1;
 		probe_engine_close(d.probes);
 		health_close_all(&d);
+		rate_close(&d);
 		uv_walk(d.loop, close_cb_walk, NULL);
 		uv_run(d.loop, UV_RUN_DEFAULT);
 		goto out;
