@@ -2,7 +2,7 @@
 # t_rate_limit.sh - per-transport rate limits against a relay that has one
 # (capture_sink.py --rate-limit: "450 4.7.0 rate limit exceeded" to MAIL
 # FROM beyond 20 messages per 10 s, a token bucket holding 20).
-#  1. rate = 20/10s, burst = 18: 60 messages queued at once all arrive, the
+#  1. rate = 20/10s, burst = 15: 60 messages queued at once all arrive, the
 #     relay refuses none, they take about two periods; meanwhile list says
 #     the waiting ones wait for the rate limit and status shows the
 #     transport up.
@@ -91,7 +91,9 @@ start_sink --rate-limit 20/10 --refusals "$T/refusals1"
 write_conf "$SINK_PORT" 1h
 cat >>"$CONF" <<EOF
 rate = 20/10s
-burst = 18
+; under the relay's 20: sessions that start late bunch messages up, and
+; 5 tokens leave 2.5 s of room for that on a loaded machine
+burst = 15
 EOF
 export SPOOLD_CONFIG=$CONF
 spoolctl --help >/dev/null
@@ -103,7 +105,7 @@ took=$(ms_since "$T0")
 log "$N messages arrived in $took ms; at most $MAX_WAITING listed as waiting for the rate limit"
 [ "$(cat "$T/refusals1")" = 0 ] ||
 	fail "the relay refused $(cat "$T/refusals1") message(s) for rate"
-# 18 at once, then 2 a second: about 21 s; never all at once
+# 15 at once, then 2 a second: about 22.5 s; never all at once
 [ "$took" -ge 15000 ] || fail "$N messages took only $took ms: no limit"
 [ "$took" -le 45000 ] || fail "$N messages took $took ms: too slow"
 [ "$MAX_ATTEMPTS" = 0 ] || fail "a message waiting for the limit has attempts"
