@@ -25,6 +25,7 @@
 #include "spool/util.h"
 #include "bounce.h"
 #include "coalesce.h"
+#include "ratelimit.h"
 #include "spoold.h"
 
 static int64_t
@@ -169,6 +170,7 @@ struct claims {
 	int64_t next_due; /* when nothing more was due: the next due time */
 	int drained;	  /* nothing more was due */
 	int taken;	  /* the due index was read for free threads */
+	int wrote;	  /* records say they wait for a rate limit */
 };
 
 static void pickup_cb(uv_timer_t *t);
@@ -767,7 +769,7 @@ claim_batch(struct daemon *d, struct state_txn *txn, struct claims *c)
 	char ids[SPOOLD_BATCH_MAX][QUEUE_ID_LEN + 1];
 	struct job *job;
 	size_t n = 0, pos;
-	int rc;
+	int rc, marked;
 
 	rc = state_due(txn, now_s(), SPOOLD_BATCH_MAX, ids, &n, &c->next_due);
 	if (rc < 0)
@@ -779,7 +781,16 @@ claim_batch(struct daemon *d, struct state_txn *txn, struct claims *c)
 	/* With every transport down, try the route anyway: a probe can be
 	 * wrong while SMTP works, and the retry schedule bounds the cost. */
 	pos = route_next_up(d, d->gen, 0);
-	job = job_new(d->gen, pos < d->gen->cf.route_count ? pos : 0, n);
+	if (pos >= d->gen->cf.route_count)
+		pos = 0;
+	/* a session takes no more messages than its transport's rate
+	 * allows now; with none, they wait (ratewait.c) */
+	rc = rate_claim(d, txn, n, &pos, &marked);
+	c->wrote |= marked;
+	if (rc <= 0)
+		return rc;
+	n = (size_t)rc;
+	job = job_new(d->gen, pos, n);
 	if (job == NULL)
 		return -ENOMEM;
 	c->jobs[c->n++] = job;
@@ -858,7 +869,7 @@ sched_run(struct daemon *d)
 		return;
 	}
 	rc = claims_take(d, txn, &c);
-	if (rc == 0 && c.n == 0) {
+	if (rc == 0 && c.n == 0 && !c.wrote) {
 		state_abort(txn); /* nothing claimed: nothing to write */
 		claims_finish(d, &c, 1);
 		return;
@@ -1033,6 +1044,12 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 	if (why == NULL)
 		why = job->sess.diag[0] ? job->sess.diag : "not delivered";
 	set_str(&m->last_error, why);
+	/* refused for the relay's rate: no fault of the message's or the
+	 * relay's, so it waits uncounted, up to its max_age */
+	if (job->sess.rate_limited && !job->sess.relay_failed &&
+	    !jm->file_error && !jm->temp_error &&
+	    now_s() - m->queued_at < cf->max_age)
+		return rate_outcome(d, job, m, can_continue);
 	if (!jm->file_error && !jm->temp_error && can_continue)
 		return 1;
 	if (m->flags & QUEUE_MSG_F_FLUSHED)
@@ -1125,6 +1142,7 @@ sched_job_done(struct daemon *d, struct job *job)
 	/* a job whose files could not be read says nothing of the relay */
 	if (job->attempted)
 		health_report(d, tname, job->sess.relay_failed, job->sess.diag);
+	rate_session_done(d, job);
 	/* Failover stays within the configuration the attempt began
 	 * with, even if SIGHUP replaced it meanwhile. */
 	pos = route_next_up(d, job->gen, job->route_pos + 1);

@@ -67,6 +67,7 @@ struct health;
 struct probe_engine;
 struct probe_waiter;
 struct bounce_limiter;
+struct rates;
 struct control;
 
 struct daemon {
@@ -80,6 +81,7 @@ struct daemon {
 	struct probe_engine *probes; /* HTTP reachability probes */
 	struct probe_waiter *probe_waiters;
 	struct bounce_limiter *bounces; /* failure notice rate limits */
+	struct rates *rates;		/* transport rate limits, by name */
 
 	uv_fs_event_t new_watch;
 	uv_timer_t pickup_timer; /* runs pickup once per loop turn */
