@@ -55,27 +55,7 @@ export SENDMAIL="$BUILD/spoolctl/sendmail"
 . "$(dirname "$0")/../tests/integration/lib.sh"
 
 start_sink
-SPOOL="$T/spool"
-CONF="$T/spoold.conf"
-# as bench.py's Spoold.set_relay writes it
-cat >"$CONF" <<EOF
-[spool]
-dir = $SPOOL
-
-[delivery]
-route = sink
-retry = 1h
-max_age = 1d
-
-[transport sink]
-type = smtp
-host = 127.0.0.1
-port = $SINK_PORT
-tls = none
-timeout = 10s
-connect_timeout = 2s
-EOF
-chmod 644 "$CONF"
+write_bench_conf "$SINK_PORT"
 start_spoold
 make_msg "$T/m" "memory" >/dev/null
 spoolctl submit -f bench@example.org rcpt@example.net <"$T/m" >/dev/null ||

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "spool/log.h"
+#include "spool/util.h"
 #include "module.h"
 
 struct module {
@@ -41,23 +42,32 @@ static atomic_int module_probes_cancelled;
 static int
 module_path(const char *file, char *path, size_t len, char *err, size_t errlen)
 {
-	char exe[PATH_MAX];
+	char exe[PATH_MAX], dir[PATH_MAX + 64];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	char *slash;
 
 	if (n < 0) {
+		int rc = -errno;
+
 		snprintf(err, errlen,
 			 "cannot find spoold's own path (/proc/self/exe) to "
 			 "load %s: %s; is /proc mounted?",
-			 file, strerror(errno));
-		return -errno;
+			 file, strerror(-rc));
+		return rc;
 	}
 	exe[n] = '\0';
 	slash = strrchr(exe, '/');
 	if (slash != NULL)
 		*slash = '\0';
-	if ((size_t)snprintf(path, len, "%s/%s/%s", exe, SPOOL_MODULE_RELDIR,
-			     file) >= len) {
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", exe,
+			     SPOOL_MODULE_RELDIR) >= sizeof(dir)) {
+		snprintf(err, errlen, "module path of %s: too long", file);
+		return -ENAMETOOLONG;
+	}
+	/* without "sbin/..": a message names the file plainly */
+	if (realpath(dir, exe) != NULL)
+		str_copy(dir, exe, sizeof(dir));
+	if ((size_t)snprintf(path, len, "%s/%s", dir, file) >= len) {
 		snprintf(err, errlen, "module path of %s: too long", file);
 		return -ENAMETOOLONG;
 	}
@@ -81,10 +91,17 @@ module_get(struct module *m, char *err, size_t errlen)
 	if (module_path(m->file, path, sizeof(path), err, errlen) < 0)
 		goto out;
 	if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		const char *why = dlerror();
+		size_t n = strlen(path);
+
+		/* dlerror names the file too, mostly */
+		if (strncmp(why, path, n) == 0 &&
+		    strncmp(why + n, ": ", 2) == 0)
+			why += n + 2;
 		snprintf(err, errlen,
 			 "cannot load %s: %s; reinstall spoold, whose "
 			 "configuration needs this module",
-			 path, dlerror());
+			 path, why);
 		goto out;
 	}
 	head = dlsym(h, m->symbol);

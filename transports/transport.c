@@ -137,6 +137,14 @@ transport_destroy(struct transport *t)
 int
 transport_global_init(char *err, size_t errlen)
 {
+	/* libcurl pulls in GnuTLS (through librtmp, for rtmp:// URLs, which
+	 * spoold never uses), whose constructor would otherwise set itself
+	 * up when a module loads: 0.6 MB resident for nothing. Set here,
+	 * before threads start: setenv is not safe beside them. */
+	if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	return smtp_esmtp_global_init(err, errlen);
 }
 
