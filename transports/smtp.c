@@ -285,7 +285,6 @@ smtp_deliver(struct transport *base, struct transport_msg *msgs, size_t n,
 	     struct transport_session *sess)
 {
 	struct smtp_transport *t = (struct smtp_transport *)base;
-
 	const struct module_curl *c;
 
 	if (t->tls != CONF_TLS_IMPLICIT)
