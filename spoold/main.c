@@ -20,7 +20,6 @@
 #include <sys/stat.h>
 #include <sys/syslog.h>
 #include <sysexits.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "spool/log.h"
@@ -274,7 +273,7 @@ static void
 on_watchdog(uv_timer_t *t)
 {
 	(void)t;
-	sd_notify(0, "WATCHDOG=1");
+	notify_send("WATCHDOG=1");
 }
 
 /* Under WatchdogSec=, pings systemd at half the period from a timer on
@@ -283,10 +282,9 @@ on_watchdog(uv_timer_t *t)
 static void
 daemon_watchdog_start(struct daemon *d)
 {
-	uint64_t usec = 0, ms;
+	uint64_t usec = notify_watchdog_usec(), ms;
 
-	/* 0 unless WATCHDOG_USEC is set and WATCHDOG_PID, if set, is us */
-	if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+	if (usec == 0)
 		return;
 	ms = usec / 2000 > 0 ? usec / 2000 : 1;
 	uv_timer_start(&d->watchdog_timer, on_watchdog, ms, ms);
@@ -338,7 +336,7 @@ on_term(uv_signal_t *s, int signum)
 	d->stopping = 1;
 	log_info("stopping on signal %d (%u session(s) in flight)", signum,
 		 d->jobs_running);
-	sd_notify(0, "STOPPING=1");
+	notify_send("STOPPING=1");
 	uv_fs_event_stop(&d->new_watch);
 	uv_timer_stop(&d->pickup_timer);
 	uv_timer_stop(&d->due_timer);
@@ -362,12 +360,12 @@ on_hup(uv_signal_t *s, int signum)
 	char err[1024];
 
 	(void)signum;
-	sd_notify(0, "RELOADING=1");
+	notify_send("RELOADING=1");
 	if (generation_load(&g, d->conf_path, err, sizeof(err)) != 0) {
 		log_err("reload refused, keeping the running configuration: "
 			"%s",
 			err);
-		sd_notify(0, "READY=1");
+		notify_send("READY=1");
 		return;
 	}
 	if (strcmp(g->cf.spool_dir, d->gen->cf.spool_dir) != 0 ||
@@ -390,7 +388,7 @@ on_hup(uv_signal_t *s, int signum)
 		log_err("reload: out of memory tracking transport health");
 	if (rate_sync(d) < 0)
 		log_err("reload: out of memory tracking rate limits");
-	sd_notify(0, "READY=1");
+	notify_send("READY=1");
 	sched_run(d);
 }
 
@@ -527,8 +525,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	log_init("spoold", 1, LOG_LEVEL_INFO);
-	if (transport_global_init(err, sizeof(err)) < 0 ||
-	    probe_global_init(err, sizeof(err)) < 0) {
+	if (transport_global_init(err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return EX_SOFTWARE;
 	}
@@ -602,7 +599,7 @@ main(int argc, char **argv)
 		 d.gen->cf.transports[d.gen->cf.route[0]].name,
 		 d.gen->cf.route_count > 1 ? ", ..." : "",
 		 d.gen->cf.concurrency);
-	sd_notify(0, "READY=1");
+	notify_send("READY=1");
 	daemon_watchdog_start(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	rc = 0;

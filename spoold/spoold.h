@@ -182,6 +182,12 @@ int sched_expire_failed(struct daemon *d);
  * dflt when it is unset or not one. */
 int64_t spoold_knob(const char *name, int64_t dflt);
 
+/* notify.c: the service manager's notification socket. Sends state
+ * ("READY=1"); 0 when no manager listens, else -errno. */
+int notify_send(const char *state);
+/* The watchdog period asked for this process in µs, 0 for none. */
+uint64_t notify_watchdog_usec(void);
+
 /* checkconf.c: spoold --check-config; 0 or a sysexits code. */
 int checkconf_run(const char *path);
 

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spool/probe.h"
+#include "module.h"
 
-struct probe_engine {
+struct probe_curl {
 	uv_loop_t *loop;
 	CURLM *multi;
 	uv_timer_t timer;
@@ -24,7 +24,7 @@ struct probe_engine {
 
 struct probe {
 	struct probe *next, **prevp;
-	struct probe_engine *e;
+	struct probe_curl *e;
 	CURL *easy;
 	probe_done_cb *cb;
 	void *arg;
@@ -35,11 +35,11 @@ struct probe {
 
 struct probe_socket {
 	uv_poll_t poll;
-	struct probe_engine *e;
+	struct probe_curl *e;
 	curl_socket_t fd;
 };
 
-static void probe_check_done(struct probe_engine *e);
+static void probe_check_done(struct probe_curl *e);
 
 /* A GET's body: only its status matters, so the bytes are dropped. */
 static size_t
@@ -48,18 +48,6 @@ probe_body_drop(char *data, size_t size, size_t n, void *arg)
 	(void)data;
 	(void)arg;
 	return size * n;
-}
-
-int
-probe_global_init(char *err, size_t errlen)
-{
-	CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-
-	if (rc != CURLE_OK) {
-		snprintf(err, errlen, "libcurl: %s", curl_easy_strerror(rc));
-		return -EIO;
-	}
-	return 0;
 }
 
 static void
@@ -72,7 +60,7 @@ static void
 probe_on_poll(uv_poll_t *h, int status, int events)
 {
 	struct probe_socket *ps = h->data;
-	struct probe_engine *e = ps->e;
+	struct probe_curl *e = ps->e;
 	int flags = 0, running;
 
 	if (status < 0)
@@ -89,7 +77,7 @@ static int
 probe_on_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
 		void *socketp)
 {
-	struct probe_engine *e = userp;
+	struct probe_curl *e = userp;
 	struct probe_socket *ps = socketp;
 	int events = 0;
 
@@ -126,7 +114,7 @@ probe_on_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
 static void
 probe_on_timer(uv_timer_t *t)
 {
-	struct probe_engine *e = t->data;
+	struct probe_curl *e = t->data;
 	int running;
 
 	curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -136,7 +124,7 @@ probe_on_timer(uv_timer_t *t)
 static int
 probe_on_timeout(CURLM *multi, long timeout_ms, void *userp)
 {
-	struct probe_engine *e = userp;
+	struct probe_curl *e = userp;
 
 	(void)multi;
 	if (timeout_ms < 0)
@@ -152,7 +140,7 @@ probe_on_timeout(CURLM *multi, long timeout_ms, void *userp)
 static void
 probe_finish(struct probe *p, CURLcode code, const char *cancel)
 {
-	struct probe_engine *e = p->e;
+	struct probe_curl *e = p->e;
 	struct probe_result r = {0};
 
 	*p->prevp = p->next;
@@ -182,7 +170,7 @@ probe_finish(struct probe *p, CURLcode code, const char *cancel)
 }
 
 static void
-probe_check_done(struct probe_engine *e)
+probe_check_done(struct probe_curl *e)
 {
 	CURLMsg *msg;
 	int left;
@@ -199,10 +187,10 @@ probe_check_done(struct probe_engine *e)
 }
 
 int
-probe_engine_new(struct probe_engine **out, uv_loop_t *loop, char *err,
-		 size_t errlen)
+probe_curl_new(struct probe_curl **out, uv_loop_t *loop, char *err,
+	       size_t errlen)
 {
-	struct probe_engine *e = calloc(1, sizeof(*e));
+	struct probe_curl *e = calloc(1, sizeof(*e));
 
 	if (e == NULL || (e->multi = curl_multi_init()) == NULL) {
 		free(e);
@@ -221,8 +209,8 @@ probe_engine_new(struct probe_engine **out, uv_loop_t *loop, char *err,
 }
 
 int
-probe_start(struct probe_engine *e, const struct probe_request *req,
-	    probe_done_cb *cb, void *arg)
+probe_curl_start(struct probe_curl *e, const struct probe_request *req,
+		 probe_done_cb *cb, void *arg)
 {
 	struct probe *p;
 	long ms = (long)req->timeout * 1000;
@@ -282,13 +270,13 @@ probe_start(struct probe_engine *e, const struct probe_request *req,
 }
 
 static void
-probe_engine_closed(uv_handle_t *h)
+probe_curl_closed(uv_handle_t *h)
 {
 	free(h->data);
 }
 
 void
-probe_engine_close(struct probe_engine *e)
+probe_curl_close(struct probe_curl *e)
 {
 	if (e == NULL || e->closing)
 		return;
@@ -296,5 +284,5 @@ probe_engine_close(struct probe_engine *e)
 	while (e->pending != NULL)
 		probe_finish(e->pending, CURLE_OK, "cancelled");
 	curl_multi_cleanup(e->multi);
-	uv_close((uv_handle_t *)&e->timer, probe_engine_closed);
+	uv_close((uv_handle_t *)&e->timer, probe_curl_closed);
 }

@@ -35,18 +35,13 @@
 
 #include "spool/util.h"
 #include "push_int.h"
+#include "module.h"
 #include "transport_int.h"
 
 /* Bytes of an answer kept for the reply. */
 #define PUSH_ANSWER_MAX 512
 /* A Retry-After is honoured up to a day. */
 #define PUSH_RETRY_AFTER_MAX 86400
-
-void
-push_global_init(void)
-{
-	mail2text_global_init();
-}
 
 /* ---- helpers for the services ------------------------------------------ */
 
@@ -508,3 +503,30 @@ PUSH_OPS(gotify);
 PUSH_OPS(matrix);
 PUSH_OPS(telegram);
 PUSH_OPS(webhook);
+
+/* ---- the module (module.h) ---------------------------------------------- */
+
+static const struct transport_ops *const push_types[] = {
+    &transport_ntfy_ops,     &transport_gotify_ops,  &transport_matrix_ops,
+    &transport_telegram_ops, &transport_webhook_ops,
+};
+
+static int
+push_module_init(char *err, size_t errlen)
+{
+	CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	if (rc != CURLE_OK) {
+		snprintf(err, errlen, "libcurl: %s", curl_easy_strerror(rc));
+		return -EIO;
+	}
+	mail2text_global_init();
+	return 0;
+}
+
+const struct module_push spool_module_push = {
+    .head = {SPOOL_MODULE_VERSION, sizeof(struct module_push),
+	     push_module_init},
+    .types = push_types,
+    .ntypes = ARRAY_SIZE(push_types),
+};

@@ -14,11 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "spool/util.h"
+#include "module.h"
 #include "smtp_int.h"
 #include "transport_int.h"
 
@@ -316,10 +316,23 @@ smtp_deliver(struct transport *base, struct transport_msg *msgs, size_t n,
 	     struct transport_session *sess)
 {
 	struct smtp_transport *t = (struct smtp_transport *)base;
+	const struct module_curl *c;
 
-	if (t->tls == CONF_TLS_IMPLICIT)
-		return smtp_curl_deliver(t, msgs, n, sess);
-	return smtp_esmtp_deliver(t, msgs, n, sess);
+	if (t->tls != CONF_TLS_IMPLICIT)
+		return smtp_esmtp_deliver(t, msgs, n, sess);
+	/* loaded by smtp_create already: this only finds it */
+	if ((c = module_curl_get(sess->diag, sizeof(sess->diag))) == NULL)
+		return -ENOENT;
+	return c->smtp_deliver(t, msgs, n, sess);
+}
+
+/* The probe is libcurl's session (smtp_probe.c), loaded at the first. */
+static int
+smtp_probe_run(struct transport *base, char *diag, size_t len)
+{
+	const struct module_curl *c = module_curl_get(diag, len);
+
+	return c != NULL ? c->smtp_probe(base, diag, len) : -ENOENT;
 }
 
 static void
@@ -383,6 +396,12 @@ smtp_create(struct transport **out, const struct conf_transport *cf, char *err,
 		smtp_destroy(&t->base);
 		return rc;
 	}
+	/* implicit TLS is libcurl's: a missing module fails the start */
+	if (t->tls == CONF_TLS_IMPLICIT &&
+	    module_curl_get(err, errlen) == NULL) {
+		smtp_destroy(&t->base);
+		return -ENOENT;
+	}
 	*out = &t->base;
 	return 0;
 nomem:
@@ -392,21 +411,10 @@ nomem:
 	return -ENOMEM;
 }
 
-int
-smtp_global_init(char *err, size_t errlen)
-{
-	if (OPENSSL_init_ssl(0, NULL) != 1 ||
-	    curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(err, errlen, "cannot initialise OpenSSL and libcurl");
-		return -EINVAL;
-	}
-	return smtp_esmtp_global_init(err, errlen);
-}
-
 const struct transport_ops transport_smtp_ops = {
     .type = "smtp",
     .create = smtp_create,
     .deliver = smtp_deliver,
-    .probe = smtp_probe,
+    .probe = smtp_probe_run,
     .destroy = smtp_destroy,
 };

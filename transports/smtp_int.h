@@ -119,7 +119,9 @@ int smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 int smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 		      size_t n, struct transport_session *sess);
 int smtp_esmtp_global_init(char *err, size_t errlen);
-/* The transport's probe op (smtp_probe.c). */
+/* The transport's probe op (smtp_probe.c, in spoold-curl.so). */
 int smtp_probe(struct transport *base, char *diag, size_t len);
+/* Makes probes in flight, and any later one, fail at once. */
+void smtp_probe_cancel_all(void);
 
 #endif

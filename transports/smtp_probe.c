@@ -18,7 +18,7 @@
 static atomic_int smtp_probe_cancelled;
 
 void
-transport_probe_cancel_all(void)
+smtp_probe_cancel_all(void)
 {
 	atomic_store(&smtp_probe_cancelled, 1);
 }

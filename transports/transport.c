@@ -16,12 +16,14 @@
 
 #include "spool/util.h"
 #include "spool/transport.h"
+#include "module.h"
+#include "smtp_int.h"
 #include "transport_int.h"
 
+/* Built in; the push types are in spoold-push.so, loaded for them. */
 static const struct transport_ops *const transport_types[] = {
-    &transport_smtp_ops,    &transport_maildir_ops, &transport_ntfy_ops,
-    &transport_gotify_ops,  &transport_matrix_ops,  &transport_telegram_ops,
-    &transport_webhook_ops,
+    &transport_smtp_ops,
+    &transport_maildir_ops,
 };
 
 /* Whether needle occurs in hay, ignoring ASCII case. */
@@ -67,28 +69,44 @@ deliv_status_name(enum deliv_status s)
 	return "unknown";
 }
 
+/* The ops of type among types[n], or NULL. */
+static const struct transport_ops *
+transport_ops_find(const struct transport_ops *const *types, size_t n,
+		   const char *type)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(types[i]->type, type) == 0)
+			return types[i];
+	return NULL;
+}
+
 int
 transport_create(struct transport **out, const struct conf_transport *cf,
 		 char *err, size_t errlen)
 {
 	const char *type = conf_transport_type_name(cf->type);
+	const struct transport_ops *ops;
+	const struct module_push *push;
+	int rc;
 
 	*out = NULL;
-	for (size_t i = 0; i < ARRAY_SIZE(transport_types); i++) {
-		const struct transport_ops *ops = transport_types[i];
-		int rc;
-
-		if (strcmp(ops->type, type) != 0)
-			continue;
-		rc = ops->create(out, cf, err, errlen);
-		if (rc < 0)
-			return rc;
-		(*out)->ops = ops;
-		str_copy((*out)->name, cf->name, sizeof((*out)->name));
-		return 0;
+	ops = transport_ops_find(transport_types, ARRAY_SIZE(transport_types),
+				 type);
+	if (ops == NULL) {
+		if ((push = module_push_get(err, errlen)) == NULL)
+			return -ENOENT;
+		ops = transport_ops_find(push->types, push->ntypes, type);
 	}
-	snprintf(err, errlen, "transport %s: unknown type", cf->name);
-	return -EINVAL;
+	if (ops == NULL) {
+		snprintf(err, errlen, "transport %s: unknown type", cf->name);
+		return -EINVAL;
+	}
+	rc = ops->create(out, cf, err, errlen);
+	if (rc < 0)
+		return rc;
+	(*out)->ops = ops;
+	str_copy((*out)->name, cf->name, sizeof((*out)->name));
+	return 0;
 }
 
 int
@@ -148,11 +166,15 @@ transport_destroy(struct transport *t)
 int
 transport_global_init(char *err, size_t errlen)
 {
-	int rc = smtp_global_init(err, errlen);
-
-	if (rc == 0)
-		push_global_init();
-	return rc;
+	/* libcurl pulls in GnuTLS (through librtmp, for rtmp:// URLs, which
+	 * spoold never uses), whose constructor would otherwise set itself
+	 * up when a module loads: 0.6 MB resident for nothing. Set here,
+	 * before threads start: setenv is not safe beside them. */
+	if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return smtp_esmtp_global_init(err, errlen);
 }
 
 void

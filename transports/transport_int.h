@@ -41,8 +41,4 @@ int transport_secret_stat_check(const char *what, const char *path,
 int transport_secret_read(const char *path, const char *key, char *buf,
 			  size_t len, char *err, size_t errlen);
 
-int smtp_global_init(char *err, size_t errlen);
-/* The push transports' MIME library; before threads start. */
-void push_global_init(void);
-
 #endif

@@ -517,6 +517,32 @@ EOF
 	chmod 644 "$CONF" # spoold reads it again as SPOOLD_USER
 }
 
+# write_bench_conf PORT: writes $T/spoold.conf as bench/bench.py's
+# Spoold.set_relay does (one plain SMTP transport to 127.0.0.1:PORT) and
+# sets CONF and SPOOL.
+write_bench_conf() {
+	SPOOL="$T/spool"
+	CONF="$T/spoold.conf"
+	cat >"$CONF" <<EOF
+[spool]
+dir = $SPOOL
+
+[delivery]
+route = sink
+retry = 1h
+max_age = 1d
+
+[transport sink]
+type = smtp
+host = 127.0.0.1
+port = $1
+tls = none
+timeout = 10s
+connect_timeout = 2s
+EOF
+	chmod 644 "$CONF"
+}
+
 spoolctl() {
 	"$SPOOLCTL" -c "$CONF" "$@"
 }

@@ -88,6 +88,40 @@ for link in "$SBINDIR/sendmail" "$BINDIR/mailq"; do
 done
 log "binaries: $SBINDIR/spoold, $BINDIR/spoolctl, sendmail and mailq links"
 
+# the modules, and the installed spoold finds them (a push transport and
+# implicit TLS load them when the configuration is checked)
+LIBDIR=$(install_dir CMAKE_INSTALL_LIBDIR lib)
+for m in spoold-curl.so spoold-push.so; do
+	[ -f "$ROOT$LIBDIR/spoold/$m" ] || fail "no module $LIBDIR/spoold/$m"
+done
+cat >"$T/modules.conf" <<EOF
+[spool]
+dir = $T/spool
+
+[delivery]
+route = hook, tls
+
+[transport hook]
+type = webhook
+url = http://127.0.0.1:9/hook
+
+[transport tls]
+type = smtp
+host = localhost
+port = 465
+tls = implicit
+EOF
+"$spoold_bin" -c "$T/modules.conf" --check-config >"$T/check.out" 2>&1 ||
+	fail "the installed spoold does not load its modules: $(cat "$T/check.out")"
+mv "$ROOT$LIBDIR/spoold/spoold-push.so" "$T/"
+if "$spoold_bin" -c "$T/modules.conf" --check-config >"$T/check.out" 2>&1; then
+	fail "a configuration that needs a missing module passed the check"
+fi
+grep -q "cannot load .*spoold-push.so.*reinstall spoold" "$T/check.out" ||
+	fail "a missing module is not said so: $(cat "$T/check.out")"
+mv "$T/spoold-push.so" "$ROOT$LIBDIR/spoold/"
+log "modules: $LIBDIR/spoold/spoold-{curl,push}.so, loaded by the installed spoold"
+
 unit="$ROOT$UNITDIR/spoold.service"
 [ -f "$unit" ] || fail "no systemd unit at $UNITDIR/spoold.service"
 exec_start=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit" | head -n 1)

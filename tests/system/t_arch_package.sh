@@ -54,6 +54,8 @@ usr/bin/sendmail
 usr/bin/spoolctl
 usr/bin/spoold
 usr/lib/sendmail
+usr/lib/spoold/spoold-curl.so
+usr/lib/spoold/spoold-push.so
 usr/lib/systemd/system/spoold.service
 usr/lib/sysusers.d/spoold.conf
 usr/lib/tmpfiles.d/spoold.conf

@@ -231,6 +231,29 @@ perm=$(in_root stat -c '%a %U:%G' /usr/bin/spoolctl)
 [ "$perm" = "2755 root:spoold-submit" ] && ok "spoolctl is $perm" ||
 	check_fail "spoolctl is $perm, not 2755 root:spoold-submit"
 in_root id spoold >&2 || check_fail "no user spoold"
+# the modules: a push transport and implicit TLS load them at the check
+cat >"$root/tmp/modules.conf" <<'EOF'
+[spool]
+dir = /var/spool/spoold
+
+[delivery]
+route = hook, tls
+
+[transport hook]
+type = webhook
+url = http://127.0.0.1:9/hook
+
+[transport tls]
+type = smtp
+host = localhost
+port = 465
+tls = implicit
+EOF
+if out=$(in_root /usr/sbin/spoold -c /tmp/modules.conf --check-config 2>&1); then
+	ok "the installed spoold loads its modules"
+else
+	check_fail "the installed spoold does not load its modules: $out"
+fi
 
 # ---- configuration: the sink as relay, mail for local names to admin ----
 

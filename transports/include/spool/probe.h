@@ -30,9 +30,6 @@ struct probe_request {
 	int get; /* GET (the body is read and dropped) instead of HEAD */
 };
 
-/* Process-wide libcurl set-up; call once, before any thread starts. */
-int probe_global_init(char *err, size_t errlen);
-
 int probe_engine_new(struct probe_engine **out, uv_loop_t *loop, char *err,
 		     size_t errlen);
 
