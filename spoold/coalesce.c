@@ -181,9 +181,10 @@ coalesce_apply(struct state_txn *txn, const struct coalesce_plan *pl,
 }
 
 int
-coalesce_needs_rewrite(uint32_t repeats, uint32_t flags)
+coalesce_needs_rewrite(uint32_t repeats)
 {
-	return repeats > 1 || (flags & QUEUE_MSG_F_DIGEST) != 0;
+	/* a message held alone goes out as it was written, only later */
+	return repeats > 1;
 }
 
 /* Where the header's Subject field ends (before its last line's end of

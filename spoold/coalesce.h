@@ -51,7 +51,7 @@ int coalesce_apply(struct state_txn *txn, const struct coalesce_plan *pl,
 		   const struct spool_envelope *env, struct queue_msg_info *m);
 
 /* 1 if a message with these fields must say it stands for several. */
-int coalesce_needs_rewrite(uint32_t repeats, uint32_t flags);
+int coalesce_needs_rewrite(uint32_t repeats);
 
 /*
  * The message msg (len bytes, a header then a body) as the digest of

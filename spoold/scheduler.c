@@ -393,8 +393,7 @@ pickup_coalesce(struct state_txn *txn, const char *id, struct spool_pickup *p,
 	int rc;
 
 	rc = coalesce_plan(txn, id, &p->env, now_s(), plan);
-	if (rc < 0 || !coalesce_needs_rewrite(
-			  plan->repeats, plan->digest ? QUEUE_MSG_F_DIGEST : 0))
+	if (rc < 0 || !coalesce_needs_rewrite(plan->repeats))
 		return rc;
 	rc = coalesce_rewrite(p->data + p->body_off, p->len - p->body_off,
 			      plan->repeats, plan->first_at, plan->last_at,

@@ -438,9 +438,8 @@ test_coalesce_rewrite(void **ctx)
 	assert_non_null(strstr(out, "Subject: repeated 1 time between"));
 	assert_non_null(strstr(out, "From: a@example.org\n\nbody\n"));
 	free(out);
-	assert_int_equal(coalesce_needs_rewrite(1, 0), 0);
-	assert_int_equal(coalesce_needs_rewrite(2, 0), 1);
-	assert_int_equal(coalesce_needs_rewrite(1, QUEUE_MSG_F_DIGEST), 1);
+	assert_int_equal(coalesce_needs_rewrite(1), 0);
+	assert_int_equal(coalesce_needs_rewrite(2), 1);
 }
 
 int
