@@ -25,7 +25,7 @@ static const struct {
     {"FLUSH", CTL_FLUSH, 1},	 {"HOLD", CTL_HOLD, 1},
     {"RELEASE", CTL_RELEASE, 1}, {"DELETE", CTL_DELETE, 1},
     {"REQUEUE", CTL_REQUEUE, 1}, {"WAIT", CTL_WAIT, 1},
-    {"STATUS", CTL_STATUS, 0},
+    {"STATUS", CTL_STATUS, 0},	 {"METRICS", CTL_METRICS, 0},
 };
 
 int

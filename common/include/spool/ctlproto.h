@@ -34,7 +34,8 @@ enum ctl_verb {
 	CTL_DELETE,
 	CTL_REQUEUE,
 	CTL_WAIT, /* WAIT ID SECONDS: a message's outcome, for its submitter */
-	CTL_STATUS, /* counts and health, no addresses: for anyone */
+	CTL_STATUS,  /* counts and health, no addresses: for anyone */
+	CTL_METRICS, /* the same in the Prometheus text format: for anyone */
 };
 
 /* A parsed request; args point into the line it was parsed from. */
