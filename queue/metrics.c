@@ -166,13 +166,6 @@ metrics_head(FILE *fp, const char *name, const char *type, const char *help)
 	fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* A float as Prometheus reads it: shortest exact form for what we emit. */
-static void
-metrics_float(FILE *fp, double v)
-{
-	fprintf(fp, "%.17g\n", v);
-}
-
 static void
 metrics_counters(FILE *fp, const struct metrics_data *md)
 {
@@ -220,11 +213,11 @@ metrics_counters(FILE *fp, const struct metrics_data *md)
 			"spoold_delivery_duration_seconds_bucket{transport="
 			"\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
 			esc, cum);
+		/* microseconds as an exact decimal */
 		fprintf(fp,
 			"spoold_delivery_duration_seconds_sum{transport="
-			"\"%s\"} ",
-			esc);
-		metrics_float(fp, (double)r->dur_us / 1e6);
+			"\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
+			esc, r->dur_us / 1000000, r->dur_us % 1000000);
 		fprintf(fp,
 			"spoold_delivery_duration_seconds_count{transport="
 			"\"%s\"} %" PRIu64 "\n",
