@@ -1256,6 +1256,37 @@ state_count(struct state_txn *txn, uint64_t counts[5])
 
 /* ---- metrics counters ------------------------------------------------- */
 
+int
+state_oldest(struct state_txn *txn, int64_t *queued_at)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	const unsigned char *p;
+	int rc;
+
+	*queued_at = 0;
+	rc = mdb_cursor_open(txn->txn, txn->st->msg, &cur);
+	if (rc != 0)
+		return state_err(rc);
+	/* ids sort by time: the first record not failed is the oldest; the
+	 * failed ones before it cost a byte each, not a decode */
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		p = v.mv_data;
+		if (v.mv_size < STATE_REC_FIXED ||
+		    p[0] != QUEUE_RECORD_VERSION || p[1] >= STATE_NSTATES) {
+			rc = MDB_CORRUPTED;
+			break;
+		}
+		if (p[1] != QUEUE_MSG_FAILED) {
+			*queued_at = (int64_t)get_be(p + 2, 8);
+			break;
+		}
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : state_err(rc);
+}
+
 /* Adds delta (which may be negative) to the counter under key. */
 static int
 state_counter_move(struct state_txn *txn, const char *key, int64_t delta)

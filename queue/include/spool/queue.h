@@ -484,6 +484,11 @@ int state_counter_foreach(struct state_txn *txn,
 			  int (*cb)(const char *key, uint64_t value, void *arg),
 			  void *arg);
 
+/* queued_at of the first record in id order that has not failed (0 if
+ * none): what queue_summary_read gives as the oldest. Reads the state
+ * byte of the failed records before it, decodes none. */
+int state_oldest(struct state_txn *txn, int64_t *queued_at);
+
 #define METRICS_NAME_MAX 64 /* a transport's name with its NUL */
 #define METRICS_BUCKETS 11  /* delivery duration bounds, 50 ms to 120 s */
 
