@@ -29,7 +29,6 @@ static struct {
 	uv_timer_t timer;
 	int started;
 	char *path;	     /* the textfile in use, NULL: none */
-	uint64_t period_ms;  /* its interval */
 	char last_err[4608]; /* "" while writes succeed */
 } metrics_file;
 
@@ -200,9 +199,6 @@ metrics_file_reconf(struct daemon *d)
 	uv_timer_stop(&metrics_file.timer);
 	if (metrics_file.path == NULL)
 		return;
-	period =
-	    (uint64_t)spoold_knob("SPOOLD_TEST_METRICS_MS", (int64_t)period);
-	metrics_file.period_ms = period;
 	metrics_file_write(d, 1);
 	uv_timer_start(&metrics_file.timer, metrics_file_tick, period, period);
 }

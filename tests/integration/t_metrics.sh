@@ -250,5 +250,16 @@ n=$(grep -c 'metrics: cannot' "$SPOOLD_LOG" || true)
 [ "$n" = 1 ] || fail "$n log lines for the unwritable textfile (want 1)"
 scrape "$T/m8"
 [ "$(metric spoold_up "$T/m8")" = 1 ] || fail "spoold down with a bad textfile"
+# a reload takes the fixed path at once
+rm -f "$PROM"
+sed -i "s|^textfile = .*|textfile = $PROM|" "$CONF"
+kill -HUP "$SPOOLD_PID"
+deadline=$(($(date +%s) + 10))
+until [ -f "$PROM" ]; do
+	[ "$(date +%s)" -lt "$deadline" ] || fail "no textfile after SIGHUP"
+	sleep 0.2
+done
+check_textfile
+[ "$(metric spoold_up "$PROM")" = 1 ] || fail "textfile after SIGHUP: not up"
 stop_spoold
 log "ok"
