@@ -153,14 +153,22 @@ def children_cpu():
 SINKS = []
 
 class FastSink:
-    """Postfix's smtp-sink, counting messages (-c)."""
+    """Postfix's smtp-sink, counting messages (-c); with writes, each
+    message is also written to a file of its own (-d), as a relay that
+    stores its mail does."""
 
-    def __init__(self, work, port):
+    def __init__(self, work, port, writes=False):
         self.port = port
         self.out = open(os.path.join(work, "smtp-sink-%d.out" % port), "w+")
+        args = ["smtp-sink", "-u", "postfix", "-c"]
+        if writes:
+            dump = os.path.join(work, "dump-%d" % port)
+            os.makedirs(dump)
+            shutil.chown(dump, "postfix")
+            args += ["-d", dump + "/"]
         self.proc = subprocess.Popen(
-            ["smtp-sink", "-u", "postfix", "-c", "127.0.0.1:%d" % port,
-             "1000"], stdout=self.out, stderr=subprocess.STDOUT)
+            args + ["127.0.0.1:%d" % port, "1000"], stdout=self.out,
+            stderr=subprocess.STDOUT)
         SINKS.append(self.proc)
         wait_port(port)
 
@@ -521,7 +529,7 @@ def live(system, work, n, parallel, run):
     }
 
 
-def drain(system, work, n, run):
+def drain(system, work, n, run, writes=False):
     port = free_port()
     system.set_relay(port)
     system.start()
@@ -529,7 +537,7 @@ def drain(system, work, n, run):
     in_parallel(lambda part: submit_all(system, part), tags)
     # every message tried once against the closed port and deferred
     time.sleep(3)
-    sink = FastSink(work, port)
+    sink = FastSink(work, port, writes)
     cpu0 = tree_cpu(system.pid())
     t0 = time.monotonic()
     system.flush()
@@ -537,7 +545,9 @@ def drain(system, work, n, run):
     cpu = tree_cpu(system.pid()) - cpu0
     system.reset()
     sink.stop()
-    return {"drain_s": t1 - t0, "drain_cpu_per_1000_s": cpu * 1000.0 / n}
+    w = "_writing" if writes else ""
+    return {"drain%s_s" % w: t1 - t0,
+            "drain%s_cpu_per_1000_s" % w: cpu * 1000.0 / n}
 
 
 def footprint(system, work):
@@ -647,10 +657,12 @@ def sink_rate(work, n=4000):
     open (-d), measured with Postfix's smtp-source: to show the sink is not
     the bottleneck."""
     out = {}
-    for sessions, key in ((1, "sink_per_s_one_client"),
-                          (4, "sink_per_s_four_clients")):
+    for sessions, writes, key in (
+            (1, False, "sink_per_s_one_client"),
+            (4, False, "sink_per_s_four_clients"),
+            (4, True, "sink_writing_per_s_four_clients")):
         port = free_port()
-        sink = FastSink(work, port)
+        sink = FastSink(work, port, writes)
         t0 = time.monotonic()
         subprocess.run(["smtp-source", "-d", "-s", str(sessions), "-m",
                         str(n), "-l", "1024", "-f", "bench@bench.invalid",
@@ -663,6 +675,40 @@ def sink_rate(work, n=4000):
 
 
 # ---- report ------------------------------------------------------------
+
+# The performance targets: (name, spoold's figure, Postfix's or the
+# floor's, the highest ratio allowed). Each line says whether it is met.
+def targets(s, q, common, n):
+    rows = [
+        ("idle_pss", s["idle_pss_kib"], q["idle_pss_kib"], 0.5),
+        ("idle_rss", s["idle_rss_kib"], q["idle_rss_kib"], 0.25),
+        ("par8_latency_p99", s["par8_latency_p99_ms"],
+         q["par8_latency_p99_ms"], 0.5),
+        ("par8_latency_p50", s["par8_latency_p50_ms"],
+         q["par8_latency_p50_ms"], 1 / 3),
+        ("seq_cpu_per_1000", s["seq_cpu_per_1000_s"],
+         q["seq_cpu_per_1000_s"], 0.2),
+        ("par8_cpu_per_1000", s["par8_cpu_per_1000_s"],
+         q["par8_cpu_per_1000_s"], 0.2),
+        ("seq_all_arrived", s["seq_all_arrived_s"], q["seq_all_arrived_s"],
+         0.32),
+        # the drain against the sink's own time for n messages from four
+        # connections: within 10 %
+        ("drain_vs_sink", s["drain_s"],
+         n / common["sink_per_s_four_clients"], 1.1),
+        ("drain_writing_vs_sink", s["drain_writing_s"],
+         n / common["sink_writing_per_s_four_clients"], 1.1),
+    ]
+    out = []
+    for name, mine, other, limit in rows:
+        r = ratio(mine, other)
+        out.append("target %s ratio=%.3g limit=%.3g %s"
+                   % (name, r, limit, "met" if r <= limit else "NOT met"))
+    p50 = s["seq_latency_p50_ms"]
+    out.append("target seq_latency_p50_ms value=%.3g limit=2.6 %s"
+               % (p50, "met" if p50 <= 2.6 else "NOT met"))
+    return out
+
 
 def ratio(a, b):
     """a / b; at a small N a CPU figure can be 0 clock ticks."""
@@ -733,11 +779,13 @@ def main():
                         % (system.name, mode, r, fmt(runs[-1])))
                 for k, v in medians(runs).items():
                     results[system.name]["%s_%s" % (mode, k)] = v
-            runs = []
-            for r in range(a.runs):
-                runs.append(drain(system, work, a.n, r))
-                log("%s drain run %d: %s" % (system.name, r, fmt(runs[-1])))
-            results[system.name].update(medians(runs))
+            for writes in (False, True):
+                runs = []
+                for r in range(a.runs):
+                    runs.append(drain(system, work, a.n, r, writes))
+                    log("%s drain run %d: %s"
+                        % (system.name, r, fmt(runs[-1])))
+                results[system.name].update(medians(runs))
             results[system.name].update(footprint(system, work))
         if a.scale > 0 and sp in systems:
             results["spoold"].update(scale(sp, work, a.scale, a.quiet))
@@ -770,6 +818,7 @@ def main():
     }
     if ratios:
         lines.append("ratios spoold/postfix %s" % fmt(ratios))
+        lines += targets(s, q, common, a.n)
     with open(a.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

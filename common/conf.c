@@ -528,7 +528,47 @@ static const char *const conf_transport_keys[] = {
     "probe_method",  "url",
     "token_file",    "room",
     "chat_id",	     "priority",
+    "rate",	     "burst",
+    "rate_overflow",
 };
+
+/* rate = N/DURATION, burst = N, rate_overflow = wait|next. */
+static int
+conf_rate_key(struct conf_parser *p, struct conf_transport *t, const char *sec,
+	      const char *key, const char *value)
+{
+	uint64_t u;
+
+	if (strcmp(key, "rate_overflow") == 0) {
+		if (strcmp(value, "wait") != 0 && strcmp(value, "next") != 0) {
+			conf_fail(p, sec, key, "\"%s\" is not wait or next",
+				  value);
+			return -1;
+		}
+		t->rate_overflow_next = strcmp(value, "next") == 0;
+		return 0;
+	}
+	if (strcmp(key, "burst") == 0) {
+		if (parse_uint(value, 1, RATE_COUNT_MAX, &u) < 0) {
+			conf_fail(p, sec, key,
+				  "\"%s\" is not a number of messages from 1 "
+				  "to %d",
+				  value, RATE_COUNT_MAX);
+			return -1;
+		}
+		t->burst = (unsigned)u;
+		return 0;
+	}
+	if (parse_rate(value, &u, &t->rate_period) < 0) {
+		conf_fail(p, sec, key,
+			  "\"%s\" is not MESSAGES/DURATION with 1 to %d "
+			  "messages per 1s to 7d (e.g. 60/1m, 1/5s, 3600/1h)",
+			  value, RATE_COUNT_MAX);
+		return -1;
+	}
+	t->rate_count = (unsigned)u;
+	return 0;
+}
 
 static int
 conf_transport_key(struct conf_parser *p, struct conf_transport *t,
@@ -568,6 +608,9 @@ conf_transport_key(struct conf_parser *p, struct conf_transport *t,
 		t->priority = (int)u;
 		return 0;
 	}
+	if (strcmp(key, "rate") == 0 || strcmp(key, "burst") == 0 ||
+	    strcmp(key, "rate_overflow") == 0)
+		return conf_rate_key(p, t, sec, key, value);
 	if (strcmp(key, "port") == 0) {
 		if (parse_uint(value, 1, 65535, &u) < 0) {
 			conf_fail(p, sec, key, "\"%s\" is not a port", value);
@@ -1103,6 +1146,11 @@ conf_resolve(struct conf_parser *p)
 			conf_fail(p, sec, "path",
 				  "a maildir transport needs an absolute path");
 		conf_push_check(p, t, sec);
+		if (t->rate_count == 0 && t->burst != 0)
+			conf_fail(p, sec, "burst",
+				  "needs rate (e.g. rate = 60/1m)");
+		if (t->burst == 0)
+			t->burst = t->rate_count;
 		if ((t->user == NULL) != (t->password_file == NULL))
 			conf_fail(p, sec, t->user ? "password_file" : "user",
 				  "user and password_file go together");

@@ -25,7 +25,8 @@ static const struct {
     {"FLUSH", CTL_FLUSH, 1},	 {"HOLD", CTL_HOLD, 1},
     {"RELEASE", CTL_RELEASE, 1}, {"DELETE", CTL_DELETE, 1},
     {"REQUEUE", CTL_REQUEUE, 1}, {"WAIT", CTL_WAIT, 1},
-    {"STATUS", CTL_STATUS, 0},	 {"METRICS", CTL_METRICS, 0},
+    {"STATUS", CTL_STATUS, 0},	 {"SUBMITTED", CTL_SUBMITTED, 1},
+    {"METRICS", CTL_METRICS, 0},
 };
 
 int
@@ -84,9 +85,8 @@ ctl_request_parse(char *line, size_t len, struct ctl_request *req,
 		if (strcmp(words[0], ctl_verbs[i].word) == 0)
 			break;
 	if (i == ARRAY_SIZE(ctl_verbs)) {
-		*why =
-		    "unknown request (PING, PROBE, STATUS, WAIT, FLUSH, HOLD, "
-		    "RELEASE, DELETE or REQUEUE)";
+		*why = "unknown request (PING, PROBE, STATUS, WAIT, SUBMITTED, "
+		       "FLUSH, HOLD, RELEASE, DELETE or REQUEUE)";
 		return -EINVAL;
 	}
 	if (!ctl_verbs[i].takes_args && n > 1) {

@@ -66,6 +66,33 @@ parse_duration(const char *s, int64_t *out)
 }
 
 int
+parse_rate(const char *s, uint64_t *count, int64_t *period)
+{
+	char num[32], unit[32];
+	const char *slash = strchr(s, '/');
+	size_t len = slash != NULL ? (size_t)(slash - s) : 0;
+	int64_t per;
+	int rc;
+
+	if (slash == NULL || len == 0 || len >= sizeof(num) ||
+	    strlen(slash + 1) + 2 > sizeof(unit))
+		return -EINVAL;
+	memcpy(num, s, len);
+	num[len] = '\0';
+	/* "60/m" reads as "60/1m", as people say "60 a minute" */
+	snprintf(unit, sizeof(unit), "%s%s",
+		 isalpha((unsigned char)slash[1]) ? "1" : "", slash + 1);
+	if ((rc = parse_uint(num, 1, RATE_COUNT_MAX, count)) < 0)
+		return rc;
+	if ((rc = parse_duration(unit, &per)) < 0)
+		return rc;
+	if (per < 1 || per > RATE_PERIOD_MAX)
+		return -ERANGE;
+	*period = per;
+	return 0;
+}
+
+int
 parse_size(const char *s, uint64_t *out)
 {
 	static const uint64_t mult[] = {1, 1024, 1024 * 1024,

@@ -370,7 +370,27 @@ spool_envelope_free(struct spool_envelope *env)
 		free(env->rcpt[i].address);
 	free(env->rcpt);
 	free(env->sender);
+	free(env->key);
 	memset(env, 0, sizeof(*env));
+}
+
+const char *
+spool_key_problem(const char *key, size_t len)
+{
+	if (key == NULL || len == 0)
+		return "empty key";
+	if (len > SPOOL_KEY_MAX)
+		return "key longer than 128 bytes";
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)key[i];
+
+		if (c <= ' ' || c >= 0x7f)
+			return "key with a space, control character or "
+			       "non-ASCII byte";
+		if (c == '"' || c == '\\')
+			return "key with a quote or backslash";
+	}
+	return NULL;
 }
 
 /*
@@ -462,7 +482,7 @@ queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
 {
 	struct spool_envelope e = {0};
 	size_t pos = 0, cap = 0, lineno = 0;
-	int have_time = 0, rc = -EINVAL;
+	int have_time = 0, have_every = 0, have_prio = 0, rc = -EINVAL;
 	const char *why;
 
 	memset(env, 0, sizeof(*env));
@@ -526,6 +546,48 @@ queue__spool_parse(const char *data, size_t len, size_t max_rcpt,
 				goto fail;
 			}
 			have_time = 1;
+			continue;
+		case 'K':
+			why = e.key != NULL ? "second K line"
+					    : spool_key_problem(arg, alen);
+			if (why != NULL) {
+				queue__err(err, errlen,
+					   "spool file line %zu: %s", lineno,
+					   why);
+				goto fail;
+			}
+			e.key = strndup(arg, alen);
+			if (e.key == NULL) {
+				rc = -ENOMEM;
+				queue__err(err, errlen, "spool file: %s",
+					   strerror(ENOMEM));
+				goto fail;
+			}
+			continue;
+		case 'E':
+			if (have_every ||
+			    spool_parse_time(arg, alen, &e.every) < 0 ||
+			    e.every < 1 || e.every > SPOOL_EVERY_MAX) {
+				queue__err(err, errlen,
+					   "spool file line %zu: bad or second "
+					   "E line (seconds, 1 to %d)",
+					   lineno, SPOOL_EVERY_MAX);
+				goto fail;
+			}
+			have_every = 1;
+			continue;
+		case 'P':
+			if (have_prio ||
+			    !((alen == 6 && memcmp(arg, "urgent", 6) == 0) ||
+			      (alen == 6 && memcmp(arg, "normal", 6) == 0))) {
+				queue__err(err, errlen,
+					   "spool file line %zu: bad or second "
+					   "P line (urgent or normal)",
+					   lineno);
+				goto fail;
+			}
+			have_prio = 1;
+			e.urgent = arg[0] == 'u';
 			continue;
 		case 'S':
 			if (e.sender != NULL) {
@@ -657,14 +719,18 @@ spool_rename_noreplace(int from, const char *name, int to)
 
 static char *
 spool_envelope_format(const char *id, const char *sender,
-		      const char *const *rcpt, size_t nrcpt, size_t *outlen)
+		      const char *const *rcpt, size_t nrcpt,
+		      const struct spool_meta *meta, size_t *outlen)
 {
 	size_t need, i, off;
 	char *buf;
 	int n;
 
-	/* magic, T line with up to 19 digits, S line, blank line */
+	/* magic, T line with up to 19 digits, S line, blank line; K, E
+	 * (up to 19 digits) and P lines */
 	need = sizeof(SPOOL_MAGIC) + 24 + strlen(sender) + 4;
+	if (meta != NULL)
+		need += (meta->key ? strlen(meta->key) + 3 : 0) + 22 + 9;
 	for (i = 0; i < nrcpt; i++)
 		need += strlen(rcpt[i]) + 3;
 	buf = malloc(need + 1);
@@ -672,6 +738,14 @@ spool_envelope_format(const char *id, const char *sender,
 		return NULL;
 	n = snprintf(buf, need + 1, SPOOL_MAGIC "\nT %" PRId64 "\nS %s\n",
 		     queue_id_time_us(id) / 1000000, sender);
+	if (n >= 0 && meta != NULL && meta->key != NULL)
+		n += snprintf(buf + n, need + 1 - (size_t)n, "K %s\n",
+			      meta->key);
+	if (n >= 0 && meta != NULL && meta->every > 0)
+		n += snprintf(buf + n, need + 1 - (size_t)n, "E %" PRId64 "\n",
+			      meta->every);
+	if (n >= 0 && meta != NULL && meta->urgent)
+		n += snprintf(buf + n, need + 1 - (size_t)n, "P urgent\n");
 	if (n < 0 || (size_t)n > need) {
 		free(buf);
 		return NULL;
@@ -716,6 +790,16 @@ spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		const char *const *rcpt, size_t nrcpt, const char *msg,
 		size_t len, char *err, size_t errlen)
 {
+	return spool_submit_meta(sp, id, sender, rcpt, nrcpt, NULL, msg, len,
+				 err, errlen);
+}
+
+int
+spool_submit_meta(struct spool *sp, const char *id, const char *sender,
+		  const char *const *rcpt, size_t nrcpt,
+		  const struct spool_meta *meta, const char *msg, size_t len,
+		  char *err, size_t errlen)
+{
 	int tdfd = sp->sub[QUEUE_DIR_TMP], ndfd = sp->sub[QUEUE_DIR_NEW];
 	int fd = -1, sync_fd = -1, rc, in_new = 0;
 	const char *why, *step;
@@ -759,7 +843,17 @@ spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		queue__err(err, errlen, "spool: no message data");
 		return -EINVAL;
 	}
-	head = spool_envelope_format(id, sender, rcpt, nrcpt, &headlen);
+	if (meta != NULL && meta->key != NULL &&
+	    (why = spool_key_problem(meta->key, strlen(meta->key))) != NULL) {
+		queue__err(err, errlen, "spool: %s", why);
+		return -EINVAL;
+	}
+	if (meta != NULL &&
+	    (meta->every < 0 || meta->every > SPOOL_EVERY_MAX)) {
+		queue__err(err, errlen, "spool: digest window out of range");
+		return -EINVAL;
+	}
+	head = spool_envelope_format(id, sender, rcpt, nrcpt, meta, &headlen);
 	if (head == NULL) {
 		queue__err(err, errlen, "spool: %s", strerror(ENOMEM));
 		return -ENOMEM;

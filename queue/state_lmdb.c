@@ -126,7 +126,9 @@ state_err(int rc)
  *   then per recipient: u8 state, str address, str reply;
  *   then, only when there is a history or an owner or flags, u32 nhistory
  *   (may be 0) and per attempt: i64 at, str transport, str result;
- *   then, only when there is an owner or flags, u32 owner_uid, u32 flags
+ *   then, only when there is an owner or flags or a key, u32 owner_uid,
+ *   u32 flags; then, only when there is a key, str key, u32 repeats,
+ *   i64 first_at, i64 last_at, i64 every
  *   (records without these parts still read).
  * str is a u32 length (0xffffffff for NULL) and that many bytes, no NUL.
  */
@@ -195,11 +197,13 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 		need += 1 + rec_str_size(m->rcpt[i].address) +
 			rec_str_size(m->rcpt[i].reply);
 	}
-	tail = m->owner_uid != 0 || m->flags != 0;
+	tail = m->owner_uid != 0 || m->flags != 0 || m->key != NULL;
 	if (m->nhistory > 0 || tail)
 		need += 4;
 	if (tail)
 		need += 8;
+	if (m->key != NULL)
+		need += rec_str_size(m->key) + 4 + 24;
 	for (i = 0; i < m->nhistory; i++)
 		need += 8 + rec_str_size(m->history[i].transport) +
 			rec_str_size(m->history[i].result);
@@ -240,6 +244,14 @@ queue__record_encode(const struct queue_msg_info *m, unsigned char **out,
 		put_be(p, m->owner_uid, 4);
 		put_be(p + 4, m->flags, 4);
 		p += 8;
+	}
+	if (m->key != NULL) {
+		p = rec_put_str(p, m->key);
+		put_be(p, m->repeats, 4);
+		put_be(p + 4, (uint64_t)m->first_at, 8);
+		put_be(p + 12, (uint64_t)m->last_at, 8);
+		put_be(p + 20, (uint64_t)m->every, 8);
+		p += 28;
 	}
 	*out = buf;
 	*outlen = (size_t)(p - buf);
@@ -296,7 +308,7 @@ rec_get_history(struct rec_reader *r, struct queue_msg_info *m)
 	n = (uint32_t)get_be(b, 4);
 	/* each attempt takes at least 16 bytes; none is written only
 	 * before an owner */
-	if (n > r->left / 16 || (n == 0 && r->left != 8))
+	if (n > r->left / 16 || (n == 0 && r->left < 8))
 		return -EBADMSG;
 	if (n > 0 && (m->history = calloc(n, sizeof(*m->history))) == NULL)
 		return -ENOMEM;
@@ -313,10 +325,21 @@ rec_get_history(struct rec_reader *r, struct queue_msg_info *m)
 	}
 	if (r->left == 0)
 		return 0;
-	if (rec_get(r, 8, &b) < 0 || r->left != 0)
+	if (rec_get(r, 8, &b) < 0)
 		return -EBADMSG;
 	m->owner_uid = (uint32_t)get_be(b, 4);
 	m->flags = (uint32_t)get_be(b + 4, 4);
+	if (r->left == 0)
+		return 0;
+	/* the coalescing part: a key, never NULL here */
+	if ((rc = rec_get_str(r, &m->key)) < 0)
+		return rc;
+	if (m->key == NULL || rec_get(r, 28, &b) < 0 || r->left != 0)
+		return -EBADMSG;
+	m->repeats = (uint32_t)get_be(b, 4);
+	m->first_at = (int64_t)get_be(b + 4, 8);
+	m->last_at = (int64_t)get_be(b + 12, 8);
+	m->every = (int64_t)get_be(b + 20, 8);
 	return 0;
 }
 
@@ -403,6 +426,8 @@ queue_msg_info_free(struct queue_msg_info *m)
 	free(m->sender);
 	free(m->last_error);
 	free(m->transport);
+	free(m->key);
+	m->key = NULL;
 	m->history = NULL;
 	m->nhistory = 0;
 	m->rcpt = NULL;
@@ -835,13 +860,21 @@ state_write_err(struct state_txn *txn, int rc)
 
 /* ---- messages --------------------------------------------------------- */
 
+/*
+ * A due entry is the time (big-endian) and the id. An urgent message's
+ * time has its top bit set (no real time has): its entries sort after
+ * every other, in a range of their own that state_due reads first, and
+ * an index written before urgent messages existed reads the same.
+ */
+#define STATE_DUE_URGENT (UINT64_C(1) << 63)
+
 static int state_tally(struct state_txn *txn, int from, int to);
 
 static void
 state_due_key(unsigned char key[STATE_DUE_KEY_LEN], int64_t when,
-	      const char *id)
+	      const char *id, int urgent)
 {
-	put_be(key, (uint64_t)when, 8);
+	put_be(key, (uint64_t)when | (urgent ? STATE_DUE_URGENT : 0), 8);
 	memcpy(key + 8, id, QUEUE_ID_LEN);
 }
 
@@ -892,13 +925,16 @@ state_due_drop_old(struct state_txn *txn, const char *id, const MDB_val *old)
 		return state_due_purge(txn, id);
 	if (!state_in_due((enum queue_msg_state)p[1]))
 		return 0;
-	state_due_key(key, (int64_t)get_be(p + 10, 8), id);
-	k.mv_size = sizeof(key);
-	k.mv_data = key;
-	rc = mdb_del(txn->txn, txn->st->due, &k, NULL);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	return state_write_err(txn, rc);
+	/* the flags sit at the record's end: try both ranges instead */
+	for (int urgent = 0; urgent < 2; urgent++) {
+		state_due_key(key, (int64_t)get_be(p + 10, 8), id, urgent);
+		k.mv_size = sizeof(key);
+		k.mv_data = key;
+		rc = mdb_del(txn->txn, txn->st->due, &k, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return state_write_err(txn, rc);
+	}
+	return 0;
 }
 
 int
@@ -961,7 +997,8 @@ state_msg_put(struct state_txn *txn, const struct queue_msg_info *m)
 		goto out;
 	}
 	if (state_in_due(m->state)) {
-		state_due_key(key, m->next_attempt, m->id);
+		state_due_key(key, m->next_attempt, m->id,
+			      (m->flags & QUEUE_MSG_F_URGENT) != 0);
 		k.mv_size = sizeof(key);
 		k.mv_data = key;
 		v.mv_size = 0;
@@ -1005,19 +1042,20 @@ state_msg_del(struct state_txn *txn, const char *id)
 }
 
 /*
- * Walks the due index from time from on: up to max ids whose time is at
- * most until, earliest first. *next gets the first time after until still
- * in the index (0 if none), as if the ids returned were taken.
+ * Walks the due index from key time from on: up to max ids whose key time
+ * is at most until, earliest first. *next gets the first key time after
+ * until still in the index (0 if none), as if the ids returned were taken.
+ * Key times are unsigned: the urgent range has the top bit set.
  */
 static int
-due_scan(struct state_txn *txn, int64_t from, int64_t until, size_t max,
-	 char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next)
+due_scan(struct state_txn *txn, uint64_t from, uint64_t until, size_t max,
+	 char (*ids)[QUEUE_ID_LEN + 1], size_t *n, uint64_t *next)
 {
 	unsigned char key[8];
 	MDB_cursor *cur;
 	MDB_val k, v;
 	size_t count = 0;
-	int64_t when;
+	uint64_t when;
 	int rc;
 
 	*n = 0;
@@ -1025,7 +1063,7 @@ due_scan(struct state_txn *txn, int64_t from, int64_t until, size_t max,
 	rc = mdb_cursor_open(txn->txn, txn->st->due, &cur);
 	if (rc != 0)
 		return state_err(rc);
-	put_be(key, (uint64_t)from, 8);
+	put_be(key, from, 8);
 	k.mv_size = sizeof(key);
 	k.mv_data = key;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
@@ -1034,7 +1072,7 @@ due_scan(struct state_txn *txn, int64_t from, int64_t until, size_t max,
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		when = (int64_t)get_be(k.mv_data, 8);
+		when = get_be(k.mv_data, 8);
 		if (when > until) {
 			*next = when;
 			break;
@@ -1042,16 +1080,16 @@ due_scan(struct state_txn *txn, int64_t from, int64_t until, size_t max,
 		if (count == max) {
 			/* more are within until than asked for: skip to
 			 * the first later one */
-			if (until == INT64_MAX) {
+			if (until == UINT64_MAX) {
 				rc = MDB_NOTFOUND;
 				break;
 			}
-			put_be(key, (uint64_t)until + 1, 8);
+			put_be(key, until + 1, 8);
 			k.mv_size = sizeof(key);
 			k.mv_data = key;
 			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 			if (rc == 0)
-				*next = (int64_t)get_be(k.mv_data, 8);
+				*next = get_be(k.mv_data, 8);
 			break;
 		}
 		memcpy(ids[count], (char *)k.mv_data + 8, QUEUE_ID_LEN);
@@ -1069,23 +1107,66 @@ due_scan(struct state_txn *txn, int64_t from, int64_t until, size_t max,
 	return 0;
 }
 
+/* The earlier of two next-due times, 0 being none. */
+static int64_t
+due_min(int64_t a, int64_t b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return a < b ? a : b;
+}
+
 int
 state_due(struct state_txn *txn, int64_t now, size_t max,
 	  char (*ids)[QUEUE_ID_LEN + 1], size_t *n, int64_t *next_due)
 {
-	return due_scan(txn, 0, now, max, ids, n, next_due);
+	uint64_t next_u, next;
+	size_t nu = 0;
+	int rc;
+
+	*n = 0;
+	*next_due = 0;
+	if (now < 0)
+		now = 0;
+	rc = due_scan(txn, STATE_DUE_URGENT, STATE_DUE_URGENT | (uint64_t)now,
+		      max, ids, &nu, &next_u);
+	if (rc < 0)
+		return rc;
+	next_u = next_u != 0 ? next_u & ~STATE_DUE_URGENT : 0;
+	rc = due_scan(txn, 0, (uint64_t)now, max - nu, ids + nu, n, &next);
+	if (rc < 0)
+		return rc;
+	/* past the normal range the scan reads urgent keys: not a time */
+	if (next & STATE_DUE_URGENT)
+		next = 0;
+	*n += nu;
+	*next_due = due_min((int64_t)next_u, (int64_t)next);
+	return 0;
 }
 
 int
 state_due_after(struct state_txn *txn, int64_t after, size_t max,
 		char (*ids)[QUEUE_ID_LEN + 1], size_t *n)
 {
-	int64_t next;
+	uint64_t next;
+	size_t nu = 0;
+	int rc;
 
 	*n = 0;
 	if (after == INT64_MAX)
 		return 0;
-	return due_scan(txn, after + 1, INT64_MAX, max, ids, n, &next);
+	if (after < -1)
+		after = -1;
+	rc = due_scan(txn, STATE_DUE_URGENT | (uint64_t)(after + 1), UINT64_MAX,
+		      max, ids, &nu, &next);
+	if (rc < 0)
+		return rc;
+	rc = due_scan(txn, (uint64_t)(after + 1), STATE_DUE_URGENT - 1,
+		      max - nu, ids + nu, n, &next);
+	*n += nu;
+	return rc;
 }
 
 int

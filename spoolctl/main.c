@@ -227,6 +227,7 @@ view_record_cb(const struct queue_msg_info *m, void *arg)
 	slot->sender = m->sender ? strdup(m->sender) : NULL;
 	slot->last_error = m->last_error ? strdup(m->last_error) : NULL;
 	slot->transport = m->transport ? strdup(m->transport) : NULL;
+	slot->key = m->key ? strdup(m->key) : NULL;
 	slot->history = NULL;
 	slot->nhistory = 0;
 	for (size_t i = 0; i < m->nhistory; i++)
@@ -274,6 +275,10 @@ view_new_cb(const char *id, void *arg)
 	m.next_attempt = m.queued_at;
 	m.size = f.len - f.body_off;
 	m.sender = f.env.sender;
+	m.key = f.env.key;
+	m.repeats = f.env.key != NULL;
+	m.every = f.env.every;
+	m.flags = f.env.urgent ? QUEUE_MSG_F_URGENT : 0;
 	m.nrcpt = f.env.nrcpt;
 	m.rcpt = calloc(f.env.nrcpt, sizeof(*m.rcpt));
 	if (m.rcpt != NULL) {
@@ -378,6 +383,15 @@ json_str(const char *s)
 	return s != NULL ? cJSON_CreateString(s) : cJSON_CreateNull();
 }
 
+/* Held for a digest of its key: no attempt yet, deferred to the window's
+ * end. */
+static int
+msg_digest_held(const struct queue_msg_info *m)
+{
+	return (m->flags & QUEUE_MSG_F_DIGEST) && m->attempts == 0 &&
+	       m->state == QUEUE_MSG_DEFERRED;
+}
+
 static cJSON *
 msg_to_json(const struct queue_msg_info *m)
 {
@@ -402,6 +416,14 @@ msg_to_json(const struct queue_msg_info *m)
 	cJSON_AddItemToObject(o, "next_attempt", json_time(m->next_attempt));
 	cJSON_AddItemToObject(o, "last_error", json_str(m->last_error));
 	cJSON_AddItemToObject(o, "transport", json_str(m->transport));
+	/* coalescing and priority */
+	cJSON_AddItemToObject(o, "key", json_str(m->key));
+	cJSON_AddNumberToObject(o, "repeats", m->key ? m->repeats : 0);
+	cJSON_AddStringToObject(
+	    o, "priority", m->flags & QUEUE_MSG_F_URGENT ? "urgent" : "normal");
+	cJSON_AddItemToObject(o, "held_until",
+			      msg_digest_held(m) ? json_time(m->next_attempt)
+						 : cJSON_CreateNull());
 	return o;
 }
 
@@ -476,6 +498,18 @@ print_msg_text(const struct queue_msg_info *m, int64_t now)
 		       ctl_esc(b, m->rcpt[i].reply));
 	if (m->last_error != NULL)
 		printf("  last error: %s\n", ctl_esc(a, m->last_error));
+	if (m->flags & QUEUE_MSG_F_URGENT)
+		printf("  priority urgent\n");
+	if (m->key != NULL) {
+		char until[RFC3339_LEN];
+
+		printf("  key %s, repeats %u", ctl_esc(a, m->key),
+		       (unsigned)m->repeats);
+		if (msg_digest_held(m))
+			printf(", held for digest until %s",
+			       format_rfc3339((time_t)m->next_attempt, until));
+		printf("\n");
+	}
 }
 
 /* ---- commands ------------------------------------------------------ */
@@ -845,7 +879,9 @@ static const struct {
 	const char *usage;
 } commands[] = {
     {"submit", cmd_submit,
-     "submit [-f SENDER] [-t] [-i] [--wait [SECONDS]] [RCPT...] < message\n"
+     "submit [-f SENDER] [-t] [-i] [--wait [SECONDS]] [--key KEY "
+     "[--every DURATION]]\n"
+     "       submit ... [--priority urgent|normal] [RCPT...] < message\n"
      "       submit --to ADDR... --subject TEXT [--from ADDR] "
      "[--body-file F]"},
     {"list", cmd_list, "list [--json] [--all|--failed|--held]"},

@@ -274,7 +274,7 @@ cmd_sendmail(int argc, char **argv, int as_mailq)
 	struct msg_prepared p = {0};
 	char id[QUEUE_ID_LEN + 1];
 	struct conf cf;
-	int rc;
+	int rc, keyed = 0;
 
 	if ((rc = sendmail_parse(argc, argv, &a)) != 0)
 		return rc;
@@ -306,9 +306,11 @@ cmd_sendmail(int argc, char **argv, int as_mailq)
 			(const char *const *)argv + a.first_rcpt,
 			(size_t)(argc - a.first_rcpt), &p);
 	if (rc == 0)
-		rc = submit_spool(&cf, &p, id);
+		rc = submit_spool_meta(&cf, &p, NULL, id, &keyed);
 	if (rc == 0 && a.verbose)
 		fprintf(stderr, "%s: queued as %s\n", ctl_progname, id);
+	if (rc == 0 && keyed)
+		rc = keyed_outcome(&cf, id);
 	msg_prepared_free(&p);
 	conf_free(&cf);
 	return rc;

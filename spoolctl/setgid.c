@@ -32,7 +32,8 @@
 
 extern char **environ;
 
-static int setgid_held; /* the saved group is one the caller lacks */
+static int setgid_held;	   /* the saved group is one the caller lacks */
+static int setgid_session; /* sendmail -bs: several spool writes to come */
 static gid_t setgid_gid;
 
 /* 1 if the caller is in group g by its real or supplementary groups. */
@@ -161,6 +162,30 @@ ctl_setgid_drop(void)
 			  strerror(errno));
 		_exit(EX_OSERR);
 	}
+}
+
+void
+ctl_setgid_lower(void)
+{
+	if (!setgid_session) {
+		ctl_setgid_drop();
+		return;
+	}
+	/* the saved group stays for the session's next message; a setgid
+	 * process is not dumpable, so its caller cannot take it meanwhile */
+	if (setgid_held && setegid(getgid()) < 0) {
+		ctl_error("cannot give up group %u: %s", (unsigned)setgid_gid,
+			  strerror(errno));
+		_exit(EX_OSERR);
+	}
+}
+
+void
+ctl_setgid_session(int open)
+{
+	setgid_session = open;
+	if (!open)
+		ctl_setgid_drop();
 }
 
 /*

@@ -391,7 +391,12 @@ smtp_cmd_data(struct smtp_session *s, struct smtp_line *l)
 		smtp_reply(s, "451 4.3.0 Error: %s", smtp_printable(err));
 	} else if (rc != 0) {
 		smtp_reply(s, "554 5.6.0 Error: %s", smtp_printable(err));
-	} else if (submit_spool(s->cf, &p, id) != 0) {
+	} else if ((rc = submit_spool(s->cf, &p, id)) == EX_DATAERR ||
+		   rc == EX_USAGE) {
+		/* a bad X-Spoold-Key or X-Spoold-Every: retrying cannot help */
+		smtp_reply(s, "554 5.6.0 Error: bad X-Spoold-Key or "
+			      "X-Spoold-Every field");
+	} else if (rc != 0) {
 		/* submit_spool said why on stderr; the client may retry */
 		smtp_reply(s, "451 4.3.0 Error: queue file write error");
 	} else {
@@ -491,6 +496,7 @@ smtp_stdin_run(const struct conf *cf, const char *full_name)
 	s->cf = cf;
 	s->full_name = full_name;
 	submit_identity(s->user, sizeof(s->user), s->host, sizeof(s->host));
+	ctl_setgid_session(1);
 	smtp_reply(s, "220 %s ESMTP spoold", s->host);
 	while (!s->done && !s->out_failed) {
 		rc = smtp_line_read(s, &l, SMTP_LINE_MAX - 2, &over);
@@ -508,6 +514,7 @@ smtp_stdin_run(const struct conf *cf, const char *full_name)
 	rc = s->out_failed ? EX_IOERR : rc < 0 ? EX_OSERR : 0;
 	if (s->out_failed)
 		ctl_error("-bs: writing the replies: %s", strerror(errno));
+	ctl_setgid_session(0);
 	smtp_transaction_reset(s);
 	free(l.p);
 	free(s);

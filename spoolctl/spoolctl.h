@@ -46,6 +46,9 @@ int ctl_state_open(struct state **st, const char *spool_dir, int readonly,
  * start; submits: the command queues a message (only then is the group
  * kept, with the caller's group effective until ctl_setgid_raise). raise:
  * the group for writing the spool file, 0 or EX_OSERR after one line;
+ * lower: after that write, back to the caller's group, for good unless a
+ * session is open; session(1): an SMTP session on stdin will write
+ * several files, session(0) ends it and drops the group;
  * drop: gone for good (a no-op when not held). conf_check: 0, or
  * EX_CONFIG after one line for a configuration the caller may have
  * written while the group is held.
@@ -53,6 +56,8 @@ int ctl_state_open(struct state **st, const char *spool_dir, int readonly,
 void ctl_setgid_init(int submits);
 int ctl_setgid_raise(void);
 void ctl_setgid_drop(void);
+void ctl_setgid_lower(void);
+void ctl_setgid_session(int open);
 int ctl_setgid_conf_check(const char *conf_path);
 
 int cmd_submit(const char *conf_path, int argc, char **argv);
@@ -79,7 +84,38 @@ void submit_identity(char *user, size_t ulen, char *host, size_t hlen);
 /* Writes the message into the spool; id gets its queue id. */
 int submit_spool(const struct conf *cf, const struct msg_prepared *p,
 		 char id[QUEUE_ID_LEN + 1]);
+struct keyed_opts;
+/* spool_submit_meta's K, E and P lines for the message (NULL: from its
+ * header fields only). */
+int submit_spool_meta(const struct conf *cf, const struct msg_prepared *p,
+		      const struct keyed_opts *o, char id[QUEUE_ID_LEN + 1],
+		      int *keyed);
 int cmd_init(const char *conf_path, int argc, char **argv);
+
+/* Coalescing and priority of a submission (keyed.c). */
+/* The exit code of a keyed submission that spoold merged into a queued
+ * message of its key or held for a digest: the message is on disk and
+ * stands in for others; 0 stays "queued as a message of its own". */
+#define SUBMIT_EX_COALESCED 10
+struct keyed_opts {
+	const char *key; /* --key, or NULL */
+	int64_t every;	 /* --every, 0: none */
+	int urgent;	 /* --priority: 1 urgent, 0 normal, -1 not given */
+};
+struct spool_meta;
+/* The key, window and priority of p: options first, else its header
+ * fields. A bad key is EX_DATAERR, --every without a key EX_USAGE, each
+ * after one line; key is the storage out->key points to. */
+int keyed_meta(const struct msg_prepared *p, const struct keyed_opts *o,
+	       struct spool_meta *out, char key[SPOOL_KEY_MAX + 1]);
+/* 0, or -EINVAL for a duration out of 1 s to 366 d. */
+int keyed_parse_every(const char *s, int64_t *out);
+/* "urgent" or "normal": 0, else -EINVAL. */
+int keyed_parse_priority(const char *s, int *urgent);
+/* After a keyed message was written: asks the running spoold (a few
+ * seconds at most) what it made of it. 0 queued, or no daemon;
+ * SUBMIT_EX_COALESCED merged or held, said on stderr. */
+int keyed_outcome(const struct conf *cf, const char *id);
 /* Invoked as sendmail, or as mailq (as_mailq: sendmail -bp). */
 int cmd_sendmail(int argc, char **argv, int as_mailq);
 /* The queue in Postfix's mailq format (mailq, sendmail -bp). */

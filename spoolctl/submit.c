@@ -173,10 +173,24 @@ int
 submit_spool(const struct conf *cf, const struct msg_prepared *p,
 	     char id[QUEUE_ID_LEN + 1])
 {
+	return submit_spool_meta(cf, p, NULL, id, NULL);
+}
+
+int
+submit_spool_meta(const struct conf *cf, const struct msg_prepared *p,
+		  const struct keyed_opts *o, char id[QUEUE_ID_LEN + 1],
+		  int *keyed)
+{
 	struct spool *sp;
-	char err[1024], *msg = NULL;
+	struct spool_meta meta;
+	char err[1024], *msg = NULL, key[SPOOL_KEY_MAX + 1];
 	size_t len;
 	int rc;
+
+	if ((rc = keyed_meta(p, o, &meta, key)) != 0)
+		return rc;
+	if (keyed != NULL)
+		*keyed = meta.key != NULL && !meta.urgent;
 
 	if ((rc = queue_id_new(id)) < 0) {
 		ctl_error("cannot make a queue id: %s", strerror(-rc));
@@ -189,12 +203,12 @@ submit_spool(const struct conf *cf, const struct msg_prepared *p,
 	if (rc == 0)
 		rc = spool_open(&sp, cf->spool_dir, 1, err, sizeof(err));
 	if (rc == 0) {
-		rc = spool_submit_id(sp, id, p->sender,
-				     (const char *const *)p->rcpt.v, p->rcpt.n,
-				     msg, len, err, sizeof(err));
+		rc = spool_submit_meta(
+		    sp, id, p->sender, (const char *const *)p->rcpt.v,
+		    p->rcpt.n, &meta, msg, len, err, sizeof(err));
 		spool_close(sp);
 	}
-	ctl_setgid_drop();
+	ctl_setgid_lower();
 	if (msg != p->data)
 		free(msg);
 	if (rc > 0)
@@ -363,6 +377,7 @@ struct submit_args {
 	const char *sender;
 	int extract;
 	long wait; /* seconds, 0: no wait */
+	struct keyed_opts keyed;
 	struct msg_strlist to;
 	const char *subject, *from, *body_file;
 };
@@ -376,6 +391,9 @@ submit_parse(int argc, char **argv, struct submit_args *a)
 	    {"subject", required_argument, NULL, 's'},
 	    {"from", required_argument, NULL, 'F'},
 	    {"body-file", required_argument, NULL, 'b'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"every", required_argument, NULL, 'e'},
+	    {"priority", required_argument, NULL, 'p'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c, rc;
@@ -409,6 +427,26 @@ submit_parse(int argc, char **argv, struct submit_args *a)
 			break;
 		case 'b':
 			a->body_file = optarg;
+			break;
+		case 'k':
+			a->keyed.key = optarg;
+			break;
+		case 'e':
+			if (keyed_parse_every(optarg, &a->keyed.every) < 0) {
+				ctl_error("--every: %s: want a duration such "
+					  "as 10m or 1h, up to 366d",
+					  optarg);
+				return EX_USAGE;
+			}
+			break;
+		case 'p':
+			if (keyed_parse_priority(optarg, &a->keyed.urgent) <
+			    0) {
+				ctl_error("--priority: %s: want urgent or "
+					  "normal",
+					  optarg);
+				return EX_USAGE;
+			}
 			break;
 		default:
 			return EX_USAGE;
@@ -523,11 +561,11 @@ submit_raw(const struct conf *cf, const struct msg_submit_opts *o, int dot_ends,
 int
 cmd_submit(const char *conf_path, int argc, char **argv)
 {
-	struct submit_args a = {0};
+	struct submit_args a = {.keyed.urgent = -1};
 	struct msg_prepared p = {0};
 	char id[QUEUE_ID_LEN + 1];
 	struct conf cf;
-	int rc;
+	int rc, keyed = 0;
 
 	if ((rc = submit_parse(argc, argv, &a)) != 0) {
 		msg_strlist_free(&a.to);
@@ -547,12 +585,14 @@ cmd_submit(const char *conf_path, int argc, char **argv)
 				(size_t)(argc - optind), &p);
 	}
 	if (rc == 0)
-		rc = submit_spool(&cf, &p, id);
+		rc = submit_spool_meta(&cf, &p, &a.keyed, id, &keyed);
 	if (rc == 0) {
 		printf("%s\n", id);
 		fflush(stdout);
 		if (a.wait > 0)
 			rc = submit_wait(&cf, id, a.wait);
+		else if (keyed)
+			rc = keyed_outcome(&cf, id);
 	}
 	msg_prepared_free(&p);
 	msg_strlist_free(&a.to);

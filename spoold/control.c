@@ -28,6 +28,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,6 +72,7 @@
 struct ctl_recent {
 	struct {
 		char id[QUEUE_ID_LEN + 1];
+		char by[QUEUE_ID_LEN + 1]; /* "": sent; else replaced by it */
 		uint32_t uid;
 	} e[CTL_RECENT_MAX];
 	size_t next; /* a ring: the oldest entry is overwritten */
@@ -471,8 +473,9 @@ ctl_do_action(struct ctl_conn *c, struct ctl_request *req)
 
 /* ---- WAIT: how a message fares, for its submitter ---------------- */
 
-void
-control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid)
+static void
+ctl_recent_add(struct daemon *d, const char *id, const char *by,
+	       uint32_t owner_uid)
 {
 	struct control *ctl = d->control;
 	struct ctl_recent *r;
@@ -483,20 +486,43 @@ control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid)
 	if (r == NULL && (r = ctl->recent = calloc(1, sizeof(*r))) == NULL)
 		return; /* a WAIT then finds the message gone: "deleted" */
 	str_copy(r->e[r->next].id, id, sizeof(r->e[0].id));
+	str_copy(r->e[r->next].by, by, sizeof(r->e[0].by));
 	r->e[r->next].uid = owner_uid;
 	r->next = (r->next + 1) % CTL_RECENT_MAX;
 }
 
-static int
-ctl_recent_find(const struct control *ctl, const char *id, uint32_t *uid)
+void
+control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid)
 {
-	if (ctl->recent == NULL)
+	ctl_recent_add(d, id, "", owner_uid);
+}
+
+void
+control_msg_replaced(struct daemon *d, const char *old_id, const char *new_id,
+		     uint32_t owner_uid)
+{
+	ctl_recent_add(d, old_id, new_id, owner_uid);
+}
+
+/* The newest entry for id: 1 with its owner and, if it was replaced, the
+ * id that replaced it in by (else ""); 0 if none. */
+static int
+ctl_recent_find(const struct control *ctl, const char *id, uint32_t *uid,
+		char by[QUEUE_ID_LEN + 1])
+{
+	const struct ctl_recent *r = ctl->recent;
+
+	if (r == NULL)
 		return 0;
-	for (size_t i = 0; i < CTL_RECENT_MAX; i++)
-		if (strcmp(ctl->recent->e[i].id, id) == 0) {
-			*uid = ctl->recent->e[i].uid;
+	for (size_t k = 1; k <= CTL_RECENT_MAX; k++) {
+		size_t i = (r->next + CTL_RECENT_MAX - k) % CTL_RECENT_MAX;
+
+		if (strcmp(r->e[i].id, id) == 0) {
+			*uid = r->e[i].uid;
+			str_copy(by, r->e[i].by, QUEUE_ID_LEN + 1);
 			return 1;
 		}
+	}
 	return 0;
 }
 
@@ -512,12 +538,14 @@ struct ctl_msg_view {
 /* 0, or -ENOENT when the daemon knows no message id (never queued, or
  * gone in a way it does not remember). */
 static int
-ctl_msg_view(struct control *ctl, const char *id, struct ctl_msg_view *v)
+ctl_msg_view_one(struct control *ctl, const char *id, struct ctl_msg_view *v)
 {
 	struct daemon *d = ctl->d;
 	struct queue_msg_info m;
 	struct state_txn *txn;
 	struct stat st;
+	char by[QUEUE_ID_LEN + 1];
+	uint32_t owner;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
@@ -536,7 +564,8 @@ ctl_msg_view(struct control *ctl, const char *id, struct ctl_msg_view *v)
 	}
 	if (rc != -ENOENT)
 		return rc;
-	if (ctl_recent_find(ctl, id, &v->owner)) {
+	if (ctl_recent_find(ctl, id, &owner, by) && by[0] == '\0') {
+		v->owner = owner;
 		v->state = "sent";
 		return 0;
 	}
@@ -546,6 +575,33 @@ ctl_msg_view(struct control *ctl, const char *id, struct ctl_msg_view *v)
 		v->state = "queued";
 		v->owner = st.st_uid;
 		return 0;
+	}
+	return -ENOENT;
+}
+
+/* As ctl_msg_view_one; a message that newer ones of its key replaced
+ * fares as the newest does, and its submitter keeps the right to ask.
+ * Bounded: once ids wrap around the ring, it could hold a cycle. */
+static int
+ctl_msg_view(struct control *ctl, const char *id, struct ctl_msg_view *v)
+{
+	char by[QUEUE_ID_LEN + 1], at[QUEUE_ID_LEN + 1];
+	uint32_t owner, first_owner = 0;
+
+	str_copy(at, id, sizeof(at));
+	for (int hop = 0; hop < 64; hop++) {
+		int rc = ctl_msg_view_one(ctl, at, v);
+
+		if (rc != -ENOENT) {
+			if (rc == 0 && hop > 0)
+				v->owner = first_owner;
+			return rc;
+		}
+		if (!ctl_recent_find(ctl, at, &owner, by) || by[0] == '\0')
+			return -ENOENT;
+		if (hop == 0)
+			first_owner = owner;
+		str_copy(at, by, sizeof(at));
 	}
 	return -ENOENT;
 }
@@ -724,6 +780,112 @@ ctl_do_status(struct ctl_conn *c, struct ctl_request *req)
 	free(out);
 }
 
+/* ---- SUBMITTED: what coalescing made of a submission -------------- */
+
+/* The record of the message that replaced id (perhaps through newer
+ * ones) into *m: 0; 1 if that message was sent meanwhile; or -errno. */
+static int
+ctl_submitted_newest(struct control *ctl, const char *id,
+		     struct queue_msg_info *m)
+{
+	char at[QUEUE_ID_LEN + 1], by[QUEUE_ID_LEN + 1];
+	uint32_t owner;
+
+	str_copy(at, id, sizeof(at));
+	for (int hop = 0; hop < 64; hop++) {
+		struct state_txn *txn;
+		int rc = state_begin(ctl->d->state, 0, &txn);
+
+		if (rc < 0)
+			return rc;
+		rc = state_msg_get(txn, at, m);
+		state_abort(txn);
+		if (rc != -ENOENT)
+			return rc;
+		if (!ctl_recent_find(ctl, at, &owner, by))
+			return -ENOENT;
+		if (by[0] == '\0')
+			return 1;
+		str_copy(at, by, sizeof(at));
+	}
+	return -ENOENT;
+}
+
+/* SUBMITTED ID: "pending" while the file waits in new/, then "queued"
+ * (a message of its own), "merged N" (it replaced a queued message of
+ * its key and stands for N submissions) or "held T" (held for a digest
+ * until T); "sent" once delivered. For root, the spool's owner and the
+ * submitter, as WAIT. */
+static void
+ctl_do_submitted(struct ctl_conn *c, struct ctl_request *req)
+{
+	struct daemon *d = c->ctl->d;
+	struct queue_msg_info m;
+	struct state_txn *txn;
+	char until[RFC3339_LEN], by[QUEUE_ID_LEN + 1];
+	struct stat st;
+	uint32_t owner;
+	int rc;
+
+	if (req->nargs != 1 || !queue_id_valid(req->args[0])) {
+		ctl_reply(c, "ERR usage: SUBMITTED ID\n");
+		return;
+	}
+	if ((rc = state_begin(d->state, 0, &txn)) < 0) {
+		ctl_reply(c, "ERR state: %s\n", strerror(-rc));
+		return;
+	}
+	/* the record first: a pickup commits it before the file leaves
+	 * new/ */
+	rc = state_msg_get(txn, req->args[0], &m);
+	state_abort(txn);
+	if (rc < 0 && rc != -ENOENT) {
+		ctl_reply(c, "ERR state: %s\n", strerror(-rc));
+		return;
+	}
+	if (rc == 0) {
+		owner = m.owner_uid;
+	} else if (ctl_recent_find(c->ctl, req->args[0], &owner, by)) {
+		/* sent, or replaced by a newer one of its key: then it fares
+		 * as the newest does, which stands for it too */
+		rc = by[0] == '\0' ? 1 : ctl_submitted_newest(c->ctl, by, &m);
+		if (rc == -ENOENT) {
+			ctl_reply(c, "ERR %s: no such message\n", req->args[0]);
+			return;
+		}
+		if (rc < 0) {
+			ctl_reply(c, "ERR state: %s\n", strerror(-rc));
+			return;
+		}
+	} else if (fstatat(spool_dirfd(d->spool, QUEUE_DIR_NEW), req->args[0],
+			   &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		owner = st.st_uid;
+		rc = 2;
+	} else {
+		ctl_reply(c, "ERR %s: no such message\n", req->args[0]);
+		return;
+	}
+	if (!ctl_trusted(c) && c->uid != owner)
+		ctl_reply(c,
+			  "ERR permission denied: %s was submitted by "
+			  "another user\n",
+			  req->args[0]);
+	else if (rc == 1)
+		ctl_reply(c, "OK sent\n");
+	else if (rc == 2)
+		ctl_reply(c, "OK pending\n");
+	else if ((m.flags & QUEUE_MSG_F_DIGEST) && m.attempts == 0 &&
+		 m.state == QUEUE_MSG_DEFERRED)
+		ctl_reply(c, "OK held %s\n",
+			  format_rfc3339((time_t)m.next_attempt, until));
+	else if (m.repeats > 1)
+		ctl_reply(c, "OK merged %" PRIu32 "\n", m.repeats);
+	else
+		ctl_reply(c, "OK queued\n");
+	if (rc == 0)
+		queue_msg_info_free(&m);
+}
+
 /* The Prometheus text of metrics.c: counts and health, as STATUS. */
 static void
 ctl_do_metrics(struct ctl_conn *c, struct ctl_request *req)
@@ -746,11 +908,17 @@ static const struct ctl_handler {
 	void (*run)(struct ctl_conn *c, struct ctl_request *req);
 	int changes_queue; /* root and the spool's owner only; args are ids */
 } ctl_handlers[] = {
-    [CTL_PING] = {ctl_do_ping, 0},	[CTL_PROBE] = {ctl_do_probe, 0},
-    [CTL_FLUSH] = {ctl_do_flush, 1},	[CTL_HOLD] = {ctl_do_action, 1},
-    [CTL_RELEASE] = {ctl_do_action, 1}, [CTL_DELETE] = {ctl_do_action, 1},
-    [CTL_REQUEUE] = {ctl_do_action, 1}, [CTL_WAIT] = {ctl_do_wait, 0},
-    [CTL_STATUS] = {ctl_do_status, 0},	[CTL_METRICS] = {ctl_do_metrics, 0},
+    [CTL_PING] = {ctl_do_ping, 0},
+    [CTL_PROBE] = {ctl_do_probe, 0},
+    [CTL_FLUSH] = {ctl_do_flush, 1},
+    [CTL_HOLD] = {ctl_do_action, 1},
+    [CTL_RELEASE] = {ctl_do_action, 1},
+    [CTL_DELETE] = {ctl_do_action, 1},
+    [CTL_REQUEUE] = {ctl_do_action, 1},
+    [CTL_WAIT] = {ctl_do_wait, 0},
+    [CTL_STATUS] = {ctl_do_status, 0},
+    [CTL_SUBMITTED] = {ctl_do_submitted, 0},
+    [CTL_METRICS] = {ctl_do_metrics, 0},
 };
 
 static void

@@ -28,6 +28,7 @@
 #include "spool/probe.h"
 #include "spool/util.h"
 #include "bounce.h"
+#include "ratelimit.h"
 #include "spoold.h"
 
 #define PID_FILE_NAME "spoold.pid"
@@ -347,6 +348,7 @@ on_term(uv_signal_t *s, int signum)
 	probe_engine_close(d->probes);
 	d->probes = NULL;
 	health_close_all(d);
+	rate_close(d);
 	if (d->jobs_running > 0)
 		uv_timer_start(&d->stop_timer, on_stop_timer,
 			       SPOOLD_STOP_GRACE_MS, 0);
@@ -387,6 +389,8 @@ on_hup(uv_signal_t *s, int signum)
 		 g->cf.transport_count);
 	if (health_sync(d) < 0)
 		log_err("reload: out of memory tracking transport health");
+	if (rate_sync(d) < 0)
+		log_err("reload: out of memory tracking rate limits");
 	metrics_file_reconf(d);
 	sd_notify(0, "READY=1");
 	sched_run(d);
@@ -429,6 +433,8 @@ daemon_start(struct daemon *d, char *err, size_t errlen)
 	bounce_limiter_set_minute(
 	    d->bounces, spoold_knob("SPOOLD_TEST_NOTICE_MINUTE_S", 60));
 	rc = health_sync(d);
+	if (rc == 0)
+		rc = rate_sync(d);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory");
 		return rc;
@@ -587,6 +593,7 @@ main(int argc, char **argv)
 		d.stopping = 1;
 		probe_engine_close(d.probes);
 		health_close_all(&d);
+		rate_close(&d);
 		uv_walk(d.loop, close_cb_walk, NULL);
 		uv_run(d.loop, UV_RUN_DEFAULT);
 		goto out;

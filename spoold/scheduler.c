@@ -10,6 +10,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #include "spool/msg.h"
 #include "spool/util.h"
 #include "bounce.h"
+#include "coalesce.h"
+#include "ratelimit.h"
 #include "spoold.h"
 
 static int64_t
@@ -81,6 +84,16 @@ record_from_env(struct queue_msg_info *m, const char *id,
 	if (m->sender == NULL || m->rcpt == NULL)
 		goto nomem;
 	m->nrcpt = env->nrcpt;
+	if (env->urgent)
+		m->flags |= QUEUE_MSG_F_URGENT;
+	if (env->key != NULL) {
+		/* as a message alone; the pickup's plan may say more */
+		if ((m->key = strdup(env->key)) == NULL)
+			goto nomem;
+		m->repeats = 1;
+		m->first_at = m->last_at = m->queued_at;
+		m->every = env->every;
+	}
 	for (size_t i = 0; i < env->nrcpt; i++) {
 		m->rcpt[i].state = env->rcpt[i].state;
 		m->rcpt[i].address = strdup(env->rcpt[i].address);
@@ -157,6 +170,7 @@ struct claims {
 	int64_t next_due; /* when nothing more was due: the next due time */
 	int drained;	  /* nothing more was due */
 	int taken;	  /* the due index was read for free threads */
+	int wrote;	  /* records say they wait for a rate limit */
 };
 
 static void pickup_cb(uv_timer_t *t);
@@ -312,6 +326,8 @@ struct pickup_move {
 	char id[QUEUE_ID_LEN + 1];
 	int copied;    /* cur/.ID holds the daemon's copy */
 	int copy_done; /* cur/ID is that copy already (before a crash) */
+	char replaced[QUEUE_ID_LEN + 1]; /* coalesced away: its file goes */
+	uint32_t replaced_owner;
 };
 
 /* A file bad in itself: into failed/ with the reason, never delivered. */
@@ -362,6 +378,91 @@ pickup_copy(struct daemon *d, const char *id, const struct spool_pickup *p,
 	return rc;
 }
 
+/*
+ * Decides what a keyed message becomes (coalesce.c) and, if it stands
+ * for several submissions or is held for a digest, rewrites its image in
+ * p to say so. 1 if rewritten (so it must be copied, not moved), 0 if
+ * not, -errno.
+ */
+static int
+pickup_coalesce(struct state_txn *txn, const char *id, struct spool_pickup *p,
+		struct coalesce_plan *plan)
+{
+	char *msg = NULL, *data;
+	size_t len;
+	int rc;
+
+	rc = coalesce_plan(txn, id, &p->env, now_s(), plan);
+	if (rc < 0 || !coalesce_needs_rewrite(
+			  plan->repeats, plan->digest ? QUEUE_MSG_F_DIGEST : 0))
+		return rc;
+	rc = coalesce_rewrite(p->data + p->body_off, p->len - p->body_off,
+			      plan->repeats, plan->first_at, plan->last_at,
+			      &msg, &len);
+	if (rc < 0)
+		return rc;
+	data = malloc(p->body_off + len);
+	if (data == NULL) {
+		free(msg);
+		return -ENOMEM;
+	}
+	/* the envelope as it was (the marks' offsets stay), then the
+	 * message that says what it stands for */
+	memcpy(data, p->data, p->body_off);
+	memcpy(data + p->body_off, msg, len);
+	free(msg);
+	free(p->data);
+	p->data = data;
+	p->len = p->body_off + len;
+	return 1;
+}
+
+/* The line a metrics reader counts: status=coalesced at merge or hold,
+ * with held_until= when the message waits for its key's digest. */
+static void
+pickup_coalesce_log(const struct queue_msg_info *m,
+		    const struct coalesce_plan *plan)
+{
+	char until[RFC3339_LEN], held[RFC3339_LEN + 16] = "";
+
+	if (plan->verdict != COALESCE_MERGED && plan->verdict != COALESCE_HELD)
+		return;
+	if (plan->digest)
+		snprintf(held, sizeof(held), " held_until=%s",
+			 format_rfc3339((time_t)plan->next_attempt, until));
+	if (plan->verdict == COALESCE_MERGED)
+		log_info("id=%s key=%s status=coalesced replaced=%s "
+			 "repeats=%" PRIu32 "%s",
+			 m->id, m->key, plan->old_id, plan->repeats, held);
+	else
+		log_info("id=%s key=%s status=coalesced repeats=1%s", m->id,
+			 m->key, held);
+}
+
+/* After the commit and the placing: the files of messages that newer
+ * ones of their key replaced. A crash before this leaves such a file
+ * without a record; the next start queues it again (one more mail). */
+static void
+pickup_drop_replaced(struct daemon *d, const struct pickup_move *mv, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc;
+
+		if (mv[i].replaced[0] == '\0')
+			continue;
+		/* a WAIT on the replaced message follows the new one */
+		control_msg_replaced(d, mv[i].replaced, mv[i].id,
+				     mv[i].replaced_owner);
+		rc = spool_remove(d->spool, QUEUE_DIR_CUR, mv[i].replaced);
+		if (rc == -ENOENT)
+			rc = spool_remove(d->spool, QUEUE_DIR_NEW,
+					  mv[i].replaced);
+		if (rc < 0 && rc != -ENOENT)
+			log_err("id=%s cannot remove the replaced message: %s",
+				mv[i].replaced, strerror(-rc));
+	}
+}
+
 /* One new/ file into the transaction: a pickup_result, or -errno on a
  * state error. */
 static int
@@ -370,6 +471,7 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 {
 	struct spool_pickup p;
 	struct queue_msg_info m;
+	struct coalesce_plan plan;
 	char err[512], fresh[QUEUE_ID_LEN + 1];
 	size_t trace_len = 0;
 	int rc, known;
@@ -401,7 +503,11 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 	else if (rc != -ENOENT)
 		goto out;
 	str_copy(mv->id, id, sizeof(mv->id));
-	mv->copied = !p.trusted;
+	mv->replaced[0] = '\0';
+	plan.verdict = COALESCE_NONE;
+	if (!known && (rc = pickup_coalesce(txn, id, &p, &plan)) < 0)
+		goto out;
+	mv->copied = !p.trusted || rc == 1; /* rewritten: a copy */
 	mv->copy_done = 0;
 	if (mv->copied && known &&
 	    spool_stat(d->spool, QUEUE_DIR_CUR, id, NULL, NULL) == 0) {
@@ -421,13 +527,21 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 	if (rc == 0) {
 		/* the kernel's word on who submitted it, for WAIT */
 		m.owner_uid = (uint32_t)p.uid;
-		rc = state_msg_put(txn, &m);
+		rc = coalesce_apply(txn, &plan, &p.env, &m);
 	}
+	if (rc == 0)
+		rc = state_msg_put(txn, &m);
 	if (rc == 0) {
 		log_info("id=%s uid=%ld from=<%s> nrcpt=%zu size=%llu queued%s",
 			 id, uid_num(p.uid), m.sender, m.nrcpt,
 			 (unsigned long long)m.size,
 			 mv->copied ? " (copied)" : "");
+		pickup_coalesce_log(&m, &plan);
+		if (plan.verdict == COALESCE_MERGED) {
+			str_copy(mv->replaced, plan.old_id,
+				 sizeof(mv->replaced));
+			mv->replaced_owner = plan.owner_uid;
+		}
 		rc = PICKUP_TAKEN;
 	}
 	queue_msg_info_free(&m);
@@ -552,6 +666,7 @@ pickup_cb(uv_timer_t *t)
 		goto retry;
 	}
 	pickup_place(d, moved, nmoved);
+	pickup_drop_replaced(d, moved, nmoved);
 	d->npending -= take;
 	memmove(d->pending, d->pending + take,
 		d->npending * sizeof(*d->pending));
@@ -654,7 +769,7 @@ claim_batch(struct daemon *d, struct state_txn *txn, struct claims *c)
 	char ids[SPOOLD_BATCH_MAX][QUEUE_ID_LEN + 1];
 	struct job *job;
 	size_t n = 0, pos;
-	int rc;
+	int rc, marked;
 
 	rc = state_due(txn, now_s(), SPOOLD_BATCH_MAX, ids, &n, &c->next_due);
 	if (rc < 0)
@@ -666,7 +781,16 @@ claim_batch(struct daemon *d, struct state_txn *txn, struct claims *c)
 	/* With every transport down, try the route anyway: a probe can be
 	 * wrong while SMTP works, and the retry schedule bounds the cost. */
 	pos = route_next_up(d, d->gen, 0);
-	job = job_new(d->gen, pos < d->gen->cf.route_count ? pos : 0, n);
+	if (pos >= d->gen->cf.route_count)
+		pos = 0;
+	/* a session takes no more messages than its transport's rate
+	 * allows now; with none, they wait (ratewait.c) */
+	rc = rate_claim(d, txn, n, &pos, &marked);
+	c->wrote |= marked;
+	if (rc <= 0)
+		return rc;
+	n = (size_t)rc;
+	job = job_new(d->gen, pos, n);
 	if (job == NULL)
 		return -ENOMEM;
 	c->jobs[c->n++] = job;
@@ -745,7 +869,7 @@ sched_run(struct daemon *d)
 		return;
 	}
 	rc = claims_take(d, txn, &c);
-	if (rc == 0 && c.n == 0) {
+	if (rc == 0 && c.n == 0 && !c.wrote) {
 		state_abort(txn); /* nothing claimed: nothing to write */
 		claims_finish(d, &c, 1);
 		return;
@@ -920,6 +1044,12 @@ outcome_apply(struct daemon *d, struct job *job, struct job_msg *jm,
 	if (why == NULL)
 		why = job->sess.diag[0] ? job->sess.diag : "not delivered";
 	set_str(&m->last_error, why);
+	/* refused for the relay's rate: no fault of the message's or the
+	 * relay's, so it waits uncounted, up to its max_age */
+	if (job->sess.rate_limited && !job->sess.relay_failed &&
+	    !jm->file_error && !jm->temp_error &&
+	    now_s() - m->queued_at < cf->max_age)
+		return rate_outcome(d, job, m, can_continue);
 	if (!jm->file_error && !jm->temp_error && can_continue)
 		return 1;
 	if (m->flags & QUEUE_MSG_F_FLUSHED)
@@ -972,7 +1102,9 @@ outcomes_write(struct daemon *d, struct job *job, struct job *next,
 			rc = outcome_apply(d, job, jm, &m, next != NULL);
 			if (rc == -ENOENT) {
 				control_msg_sent(d, jm->id, m.owner_uid);
-				rc = state_msg_del(txn, jm->id);
+				rc = coalesce_sent(txn, &m, now_s());
+				if (rc >= 0)
+					rc = state_msg_del(txn, jm->id);
 			} else {
 				if (rc == 1)
 					str_copy(next->msgs[next->n++].id,
@@ -1013,6 +1145,7 @@ sched_job_done(struct daemon *d, struct job *job)
 	/* a job whose files could not be read says nothing of the relay */
 	if (job->attempted)
 		health_report(d, tname, job->sess.relay_failed, job->sess.diag);
+	rate_session_done(d, job);
 	/* Failover stays within the configuration the attempt began
 	 * with, even if SIGHUP replaced it meanwhile. */
 	pos = route_next_up(d, job->gen, job->route_pos + 1);

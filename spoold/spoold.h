@@ -67,6 +67,7 @@ struct health;
 struct probe_engine;
 struct probe_waiter;
 struct bounce_limiter;
+struct rates;
 struct control;
 
 struct daemon {
@@ -80,6 +81,7 @@ struct daemon {
 	struct probe_engine *probes; /* HTTP reachability probes */
 	struct probe_waiter *probe_waiters;
 	struct bounce_limiter *bounces; /* failure notice rate limits */
+	struct rates *rates;		/* transport rate limits, by name */
 
 	uv_fs_event_t new_watch;
 	uv_timer_t pickup_timer; /* runs pickup once per loop turn */
@@ -165,6 +167,10 @@ void control_stop(struct daemon *d);
  * owner_uid, root and the spool's owner, for a while after its record
  * is gone. */
 void control_msg_sent(struct daemon *d, const char *id, uint32_t owner_uid);
+/* Message old_id was replaced by new_id (same key); owner_uid submitted
+ * the old one and may still WAIT on it. */
+void control_msg_replaced(struct daemon *d, const char *old_id,
+			  const char *new_id, uint32_t owner_uid);
 /* Answers the WAIT requests whose message has reached an outcome. */
 void control_waiters_check(struct daemon *d);
 

@@ -5,7 +5,10 @@
  * token_file at each session, and the judgement of the answer:
  *
  *   2xx         sent: every pending recipient of the message is done
- *   429, 5xx    the service failed (relay_failed): the session stops,
+ *   429         the service limits its rate (rate_limited): the session
+ *               stops, the transport slows down and stays up, the
+ *               messages wait at least as long as a Retry-After asks
+ *   5xx         the service failed (relay_failed): the session stops,
  *               the messages go on to the next transport or wait, at
  *               least as long as a Retry-After asks
  *   401, 403    the token was refused: the transport's failure, never
@@ -305,7 +308,11 @@ push_one(struct push_transport *t, CURL *c, struct transport_msg *m,
 		str_copy(reply, sess->diag, sizeof(reply));
 		if (a.retry_after > sess->retry_after)
 			sess->retry_after = a.retry_after;
-		sess->relay_failed = 1;
+		/* Too Many Requests: a refusal for rate, not a failure */
+		if (a.status == 429)
+			sess->rate_limited = 1;
+		else
+			sess->relay_failed = 1;
 		stop = 1;
 		break;
 	}

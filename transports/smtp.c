@@ -102,16 +102,38 @@ smtp_judge(const struct smtp_result *res, struct transport_msg *tm,
 
 	if (mail != 2) {
 		/* Nothing was sent. No reply, a 4xx or an AUTH demand is
-		 * the relay's fault; a 5xx to a sender is this message's
-		 * alone, and still never fails a recipient. */
-		if (mail != 5 || res->mail.code == 530)
+		 * the relay's fault, unless the 4xx says the relay limits
+		 * its rate; a 5xx to a sender is this message's alone, and
+		 * still never fails a recipient. */
+		int rate =
+		    transport_reply_is_rate(res->mail.code, res->mail.text);
+
+		if (!rate && (mail != 5 || res->mail.code == 530))
 			relay_failed = 1;
 		for (size_t r = 0; r < tm->nrcpt; r++)
 			transport_set_reply(
 			    &tm->rcpt[r], DELIV_TEMPFAIL, res->mail.code,
 			    res->mail.code && !relay_failed ? res->mail.text
 							    : diag);
-		return relay_failed;
+		return rate ? SMTP_RATE_LIMITED : relay_failed;
+	}
+	/* a refusal of the data for the relay's rate: the message waits */
+	if (data == 4 &&
+	    transport_reply_is_rate(res->data.code, res->data.text)) {
+		for (size_t r = 0; r < tm->nrcpt; r++) {
+			const struct smtp_reply *rc = &res->rcpt[r];
+			int ok = rc->code / 100 == 2;
+
+			transport_set_reply(&tm->rcpt[r],
+					    rc->code / 100 == 5
+						? DELIV_PERMFAIL
+						: DELIV_TEMPFAIL,
+					    ok ? res->data.code : rc->code,
+					    ok	       ? res->data.text
+					    : rc->code ? rc->text
+						       : diag);
+		}
+		return SMTP_RATE_LIMITED;
 	}
 	for (size_t r = 0; r < tm->nrcpt; r++) {
 		const struct smtp_reply *rc = &res->rcpt[r];
@@ -144,6 +166,15 @@ smtp_judge(const struct smtp_result *res, struct transport_msg *tm,
 				    s && s->code ? s->text : diag);
 	}
 	return relay_failed;
+}
+
+void
+smtp_session_judge(struct transport_session *sess, int verdict)
+{
+	if (verdict == SMTP_RELAY_FAILED)
+		sess->relay_failed = 1;
+	else if (verdict == SMTP_RATE_LIMITED)
+		sess->rate_limited = 1;
 }
 
 const char *

@@ -302,7 +302,9 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 	}
 	x.res = &res;
 	smtp_reply_watch_init(&x.watch, t->timeout * 1000);
-	for (i = 0; i < n && !sess->relay_failed; i++) {
+	/* a refusal for rate ends the session too: the relay is asking
+	 * for fewer messages, not for the next one at once */
+	for (i = 0; i < n && !sess->relay_failed && !sess->rate_limited; i++) {
 		const char *sender = t->from ? t->from : msgs[i].sender;
 
 		memset(res.rcpt, 0, maxrcpt * sizeof(*res.rcpt));
@@ -327,12 +329,12 @@ smtp_curl_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 				 t->hostport,
 				 errbuf[0] ? errbuf
 					   : "no reply from the server");
-		if (smtp_judge(&res, &msgs[i], sess->diag))
-			sess->relay_failed = 1;
+		smtp_session_judge(sess,
+				   smtp_judge(&res, &msgs[i], sess->diag));
 		transport_msg_settled(&msgs[i]);
 	}
 	/* the rest of the batch waits for the next transport or attempt */
-	if (!sess->relay_failed)
+	if (!sess->relay_failed && !sess->rate_limited)
 		sess->diag[0] = '\0';
 out:
 	explicit_bzero(password, sizeof(password));

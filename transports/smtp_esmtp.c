@@ -682,9 +682,9 @@ smtp_esmtp_deliver(struct smtp_transport *t, struct transport_msg *msgs,
 		snprintf(sess->diag, sizeof(sess->diag), "%s: %s", t->hostport,
 			 why);
 	for (size_t i = 0; i < n; i++)
-		if (smtp_judge(&b.res[i], &msgs[i], sess->diag))
-			sess->relay_failed = 1;
-	if (!sess->relay_failed)
+		smtp_session_judge(sess,
+				   smtp_judge(&b.res[i], &msgs[i], sess->diag));
+	if (!sess->relay_failed && !sess->rate_limited)
 		sess->diag[0] = '\0';
 out:
 	if (s != NULL)

@@ -42,13 +42,22 @@ struct smtp_result {
 	struct smtp_reply data;	 /* to DATA if refused, else to the dot */
 };
 
+/* What smtp_judge makes of a message's transaction. */
+#define SMTP_RELAY_FAILED 1
+#define SMTP_RATE_LIMITED 2
+
 /*
  * Sets each recipient's outcome from res; diag explains a missing reply.
- * Returns 1 when the relay itself failed (no reply, a 4xx to MAIL or
- * DATA, an AUTH demand), else 0.
+ * Returns SMTP_RELAY_FAILED when the relay itself failed (no reply, a
+ * 4xx to MAIL or DATA, an AUTH demand), SMTP_RATE_LIMITED when its 4xx to
+ * MAIL or DATA refused the message for its rate (the recipients stay
+ * DELIV_TEMPFAIL, never PERMFAIL for that), else 0.
  */
 int smtp_judge(const struct smtp_result *res, struct transport_msg *tm,
 	       const char *diag);
+
+/* Adds one message's verdict (smtp_judge) to the session's. */
+void smtp_session_judge(struct transport_session *sess, int verdict);
 
 /* The first reply among n results that made the relay fail (a 4xx or 530
  * to MAIL, a 4xx to the data), for the session's diagnosis; or NULL. */

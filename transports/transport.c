@@ -24,6 +24,35 @@ static const struct transport_ops *const transport_types[] = {
     &transport_webhook_ops,
 };
 
+/* Whether needle occurs in hay, ignoring ASCII case. */
+static int
+has_word(const char *hay, const char *needle)
+{
+	return strcasestr(hay, needle) != NULL;
+}
+
+int
+transport_reply_is_rate(int code, const char *text)
+{
+	static const char *const words[] = {"rate", "too many", "too much",
+					    "limit"};
+	const char *p = text;
+
+	if (code / 100 != 4 || text == NULL)
+		return 0;
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (has_word(text, words[i]))
+			return 1;
+	/* "450 4.7.0 ...": a policy refusal, such as a relay's sending
+	 * limit; greylisting says so and is left to the retry schedule */
+	while (*p >= '0' && *p <= '9')
+		p++;
+	while (*p == ' ' || *p == '-')
+		p++;
+	return strncmp(p, "4.7.", 4) == 0 && !has_word(text, "greylist") &&
+	       !has_word(text, "graylist");
+}
+
 const char *
 deliv_status_name(enum deliv_status s)
 {

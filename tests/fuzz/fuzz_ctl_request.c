@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 check_request(const struct ctl_reader *r, const struct ctl_request *req)
 {
-	if (req->verb > CTL_STATUS || req->nargs > CTL_ARGS_MAX)
+	if (req->verb > CTL_SUBMITTED || req->nargs > CTL_ARGS_MAX)
 		abort();
 	if ((req->verb == CTL_PING || req->verb == CTL_PROBE ||
 	     req->verb == CTL_STATUS) &&

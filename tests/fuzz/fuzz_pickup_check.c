@@ -5,7 +5,9 @@
  * most SPOOL_RCPT_MAX recipients, a message within max_size (+ the trace
  * header's room) without a NUL byte, and no envelope address that could
  * carry anything past the angle brackets of MAIL FROM or RCPT TO to a
- * relay (space, angle bracket, control character) or exceed the limits.
+ * relay (space, angle bracket, control character) or exceed the limits;
+ * and a coalescing key that is one printable word of at most
+ * SPOOL_KEY_MAX bytes, a window within its bounds.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +59,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    memchr(copy + body_off, '\0', size - body_off) != NULL)
 			abort();
 		if (!addr_safe(env.sender))
+			abort();
+		if (env.key != NULL &&
+		    spool_key_problem(env.key, strlen(env.key)) != NULL)
+			abort();
+		if (env.every < 0 || env.every > SPOOL_EVERY_MAX ||
+		    (env.urgent != 0 && env.urgent != 1))
 			abort();
 		for (size_t i = 0; i < env.nrcpt; i++)
 			if (env.rcpt[i].address[0] == '\0' ||

@@ -7,6 +7,11 @@ DIR/NNNNNN.env (JSON: mail_from, rcpt_to, helo, peer). Both are written to a
 temporary name and renamed, .eml first, so a reader that sees a .env file
 always sees its complete .eml too.
 
+--rate-limit N/SECONDS makes it a relay with a sending limit, a token
+bucket like rspamd's: it holds N, gains N per SECONDS, and a MAIL FROM
+that finds it empty gets "450 4.7.0 rate limit exceeded"; --refusals FILE
+then holds the count of those refusals.
+
 --gate FILE lets a test stop the client after the relay stored a message
 and before the client read the 250 (the at-least-once window).
 
@@ -24,6 +29,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 
 MAX_LINE = 4096
 # DATA lines may legally be long before a relay re-encodes them; the
@@ -166,6 +172,9 @@ class Session:
         if addr is None:
             await self.reply("501 5.5.4 syntax: MAIL FROM:<address>")
             return
+        if not self.srv.rate_take():
+            await self.reply("450 4.7.0 rate limit exceeded")
+            return
         self.mail_from = addr
         await self.reply("250 2.1.0 ok")
 
@@ -254,6 +263,43 @@ class Server:
         self.data_code = opts.data_code
         self.data_delay = opts.data_delay
         self.gate = opts.gate
+        self.rate = None
+        self.refusals = 0
+        self.refusals_file = opts.refusals
+        if opts.rate_limit is not None:
+            count, _, secs = opts.rate_limit.partition("/")
+            try:
+                self.rate = (int(count), float(secs))
+            except ValueError:
+                raise SystemExit("capture_sink: bad --rate-limit %r (want "
+                                 "N/SECONDS)" % opts.rate_limit)
+            self.tokens = float(self.rate[0])
+            self.tokens_at = time.monotonic()
+        self.write_refusals()
+
+    def write_refusals(self):
+        if self.refusals_file is None:
+            return
+        tmp = self.refusals_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % self.refusals)
+        os.rename(tmp, self.refusals_file)
+
+    def rate_take(self):
+        """One token of the --rate-limit bucket; False when it is empty."""
+        if self.rate is None:
+            return True
+        now = time.monotonic()
+        count, secs = self.rate
+        self.tokens = min(float(count), self.tokens +
+                          (now - self.tokens_at) * count / secs)
+        self.tokens_at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.refusals += 1
+        self.write_refusals()
+        return False
 
     async def handle(self, reader, writer):
         try:
@@ -301,6 +347,11 @@ def main():
                    help="answer this code after every DATA instead of 250")
     p.add_argument("--data-delay", type=float, default=0.0,
                    help="wait this many seconds before the final reply")
+    p.add_argument("--rate-limit", default=None, metavar="N/SECONDS",
+                   help="refuse MAIL FROM with 450 4.7.0 beyond N "
+                   "messages per SECONDS (a token bucket holding N)")
+    p.add_argument("--refusals", default=None, metavar="FILE",
+                   help="keep the count of --rate-limit refusals in FILE")
     p.add_argument("--gate", default=None, metavar="FILE",
                    help="while FILE exists, hold each 250 after DATA; "
                    "append the transaction number to FILE.held when one "

@@ -6,7 +6,7 @@
 # LMDB state deleted (the counters start again and _created says so). As
 # root and as nobody, with the daemon running and without. An unwritable
 # textfile is one log line, not one per interval, and --check-config
-# names it.
+# names it. Rate-limited and coalesced messages count as logged.
 . "$(dirname "$0")/lib.sh"
 
 command -v promtool >/dev/null || fail "promtool missing: run tools/install-deps"
@@ -274,5 +274,47 @@ until [ -f "$PROM" ]; do
 done
 check_textfile
 [ "$(metric spoold_up "$PROM")" = 1 ] || fail "textfile after SIGHUP: not up"
+
+# rate limits and coalescing count as their log lines do: one token an
+# hour, so all but the first message wait, and keyed ones merge meanwhile
+sed -i '/^connect_timeout = /a rate = 1/1h\nburst = 1' "$CONF"
+n=$(grep -c 'reloaded' "$SPOOLD_LOG" || true)
+kill -HUP "$SPOOLD_PID"
+deadline=$(($(date +%s) + 10))
+until [ "$(grep -c 'reloaded' "$SPOOLD_LOG" || true)" -gt "$n" ]; do
+	[ "$(date +%s)" -lt "$deadline" ] || fail "the reload is not logged"
+	sleep 0.1
+done
+for i in 1 2 3; do
+	make_msg "$T/rmsg$i" "rate $i" >/dev/null
+	spoolctl submit -f app@example.org "r$i@example.net" <"$T/rmsg$i" \
+		>/dev/null || fail "submit r$i failed"
+done
+for i in 1 2 3; do
+	make_msg "$T/kmsg$i" "key $i" >/dev/null
+	rc=0
+	spoolctl submit --key disk-full -f app@example.org k@example.net \
+		<"$T/kmsg$i" >/dev/null || rc=$?
+	# 0 queued, 10 merged or held (spoolctl(1))
+	[ "$rc" = 0 ] || [ "$rc" = 10 ] ||
+		fail "submit --key $i: exit $rc"
+done
+deadline=$(($(date +%s) + 20))
+until [ "$(spoold_log_count 'status=coalesced replaced=')" -ge 2 ] &&
+	[ "$(spoold_log_count 'status=rate-limited')" -ge 2 ]; do
+	[ "$(date +%s)" -lt "$deadline" ] ||
+		fail "no merges or no rate-limited messages logged"
+	sleep 0.2
+done
+lo=$(spoold_log_count 'status=rate-limited')
+scrape "$T/m9"
+hi=$(spoold_log_count 'status=rate-limited')
+got=$(metric 'spoold_rate_limited_messages_total{transport="local"}' "$T/m9")
+[ "$got" -ge "$lo" ] && [ "$got" -le "$hi" ] ||
+	fail "spoold_rate_limited_messages_total $got, log says $lo..$hi"
+[ "$(metric spoold_coalesced_messages_total "$T/m9")" = \
+	"$(spoold_log_count 'status=coalesced replaced=')" ] ||
+	fail "spoold_coalesced_messages_total $(metric spoold_coalesced_messages_total "$T/m9"), log says $(spoold_log_count 'status=coalesced replaced=')"
+queue_matches "$T/m9"
 stop_spoold
 log "ok"

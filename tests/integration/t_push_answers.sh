@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_push_answers: what each answer of a push service does, counted at the
 # stand-in (no storm, nothing lost):
-#   429 + Retry-After  the message waits at least that long, then goes
+#   429 + Retry-After  the message waits at least that long, then goes;
+#                      the transport slows down and is never down
 #   500                the next transport gets it in the same attempt
 #   401 (bad token)    the transport's failure: next transport, never the
 #                      message's; a fixed token works without a restart
@@ -62,6 +63,11 @@ PY
 )
 python3 -c "import sys; sys.exit(float(sys.argv[1]) < 4.5)" "$waited" ||
 	fail "429 with Retry-After: 5: tried again after ${waited}s"
+# a refusal for rate: the service slows down, it is not down
+! grep -q 'transport=ntfy health=down' "$SPOOLD_LOG" ||
+	fail "429 marked ntfy down"
+grep -q 'transport=ntfy slowed by the relay: paused for 5.0s' "$SPOOLD_LOG" ||
+	fail "429: no slow-down logged"
 stop_spoold
 log "429: tried again after ${waited}s, 2 requests"
 

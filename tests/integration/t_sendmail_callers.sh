@@ -307,6 +307,31 @@ assert not any(b"Subject: big" in open(f, "rb").read() for f in glob.glob(sink +
 EOF
 log "sendmail -bs: two messages in one session delivered exactly"
 
+# --- the same as an ordinary user, through the setgid sendmail: the
+# group is needed for each message of the session, not only the first ---
+setgid_spoolctl
+before=$(sink_count)
+{
+	printf 'EHLO x\r\n'
+	for i in 1 2 3; do
+		printf 'MAIL FROM:<app@example.org>\r\nRCPT TO:<u%s@example.org>\r\n' $i
+		printf 'DATA\r\nSubject: nobody bs %s\r\n\r\nbody %s\r\n.\r\n' $i $i
+	done
+	printf 'QUIT\r\n'
+} >"$T/bs-nobody.in"
+chmod 644 "$T/bs-nobody.in"
+out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups \
+	"$SETGID_SENDMAIL" -bs <"$T/bs-nobody.in") ||
+	fail "setgid sendmail -bs as nobody exited $?: $out"
+n=$(printf '%s\n' "$out" | grep -c '^250 2.0.0 Ok: queued as ') || true
+[ "$n" = 3 ] || fail "setgid sendmail -bs as nobody queued $n of 3: $out"
+wait_for_count $((before + 3)) 20
+for i in 1 2 3; do
+	grep -l "^Subject: nobody bs $i" "$SINK_DIR"/*.eml >/dev/null ||
+		fail "nobody's -bs message $i did not arrive"
+done
+log "sendmail -bs as nobody through the setgid copy: three messages queued and delivered"
+
 # --- mailq shows a deferred message's reason and a held one's mark ---
 printf 'Subject: later\n\nx\n' | "$SENDMAIL" later@example.net
 printf 'Subject: held\n\nx\n' | "$SENDMAIL" -f '<>' held@example.net

@@ -39,6 +39,7 @@ struct script {
 	int drop_at_rcpt;   /* hang up when the first RCPT arrives */
 	const char *reject; /* "addr=reply" pairs separated by ';' */
 	const char *data_reply;
+	const char *mail_reply; /* instead of 250 to MAIL */
 	const char *auth_plain; /* offer AUTH PLAIN, expect this response */
 	/* filled by the server */
 	int connections;
@@ -143,6 +144,11 @@ serve_one(struct script *sc, int c)
 			say(c, "250-PIPELINING\r\n250 8BITMIME\r\n");
 		} else if (strncasecmp(line, "AUTH PLAIN", 10) == 0) {
 			auth_plain(sc, c, line, &authenticated);
+		} else if (strncasecmp(line, "MAIL", 4) == 0 &&
+			   sc->mail_reply != NULL) {
+			snprintf(reply, sizeof(reply), "%s\r\n",
+				 sc->mail_reply);
+			say(c, reply);
 		} else if (strncasecmp(line, "MAIL", 4) == 0) {
 			say(c, sc->auth_plain && !authenticated
 				   ? "530 5.7.0 Authentication required\r\n"
@@ -369,6 +375,47 @@ smtp_data_rejected(void **state)
 			 sizeof(plain_msg) - 1, &sess);
 	assert_int_equal(r[0].status, DELIV_PERMFAIL);
 	assert_string_equal(r[0].reply, "554 5.6.0 message refused");
+}
+
+/* A relay's refusal for its rate, to MAIL or to the data, is not a
+ * failure of the relay: the session says rate_limited, every recipient
+ * waits with the relay's words; any other 4xx to MAIL still is one. */
+static void
+smtp_refused_for_rate(void **state)
+{
+	static const char *const to[] = {"x@example.org", "y@example.org"};
+	static const struct {
+		const char *mail, *data, *reply;
+		int rate;
+	} t[] = {
+	    {"450 4.7.0 rate limit exceeded", NULL,
+	     "450 4.7.0 rate limit exceeded", 1},
+	    {NULL, "451 4.7.1 Ratelimit exceeded",
+	     "451 4.7.1 Ratelimit exceeded", 1},
+	    {"451 4.3.0 local error", NULL, NULL, 0},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+		struct script sc = {.mail_reply = t[i].mail,
+				    .data_reply = t[i].data};
+		struct transport_rcpt r[2][2];
+		struct transport_msg m[2];
+		struct transport_session sess;
+
+		deliver_scripted(&sc, 5, m, &r[0][0], 2, to, 2, plain_msg,
+				 sizeof(plain_msg) - 1, &sess);
+		assert_int_equal(sess.rate_limited, t[i].rate);
+		assert_int_equal(sess.relay_failed, !t[i].rate);
+		for (int j = 0; j < 2; j++)
+			for (int k = 0; k < 2; k++) {
+				assert_int_equal(r[j][k].status,
+						 DELIV_TEMPFAIL);
+				if (t[i].reply != NULL)
+					assert_string_equal(r[j][k].reply,
+							    t[i].reply);
+			}
+	}
 }
 
 /* Bare LF becomes CRLF on the wire, a lone dot is stuffed, and a message
@@ -817,6 +864,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(smtp_per_recipient_outcomes),
 	    cmocka_unit_test(smtp_data_rejected),
+	    cmocka_unit_test(smtp_refused_for_rate),
 	    cmocka_unit_test(smtp_bytes_on_the_wire),
 	    cmocka_unit_test(smtp_batch_one_session),
 	    cmocka_unit_test(smtp_drop_while_pipelining),

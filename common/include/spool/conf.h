@@ -74,6 +74,12 @@ struct conf_transport {
 	char *room;	  /* matrix: the room id */
 	char *chat_id;	  /* telegram: the chat */
 	int priority;	  /* ntfy 1-5, gotify 0-10; -1: the service's */
+	/* rate limit, a token bucket: rate_count messages per rate_period
+	 * seconds (0: none), holding up to burst (default rate_count) */
+	unsigned rate_count;
+	int64_t rate_period;
+	unsigned burst;
+	int rate_overflow_next; /* the excess goes to the route's next */
 };
 
 struct conf {

@@ -34,7 +34,10 @@ enum ctl_verb {
 	CTL_DELETE,
 	CTL_REQUEUE,
 	CTL_WAIT, /* WAIT ID SECONDS: a message's outcome, for its submitter */
-	CTL_STATUS,  /* counts and health, no addresses: for anyone */
+	CTL_STATUS, /* counts and health, no addresses: for anyone */
+	/* SUBMITTED ID: what became of a keyed submission, for its
+	 * submitter: "OK pending", "OK queued", "OK merged N", "OK held T" */
+	CTL_SUBMITTED,
 	CTL_METRICS, /* the same in the Prometheus text format: for anyone */
 };
 

@@ -15,6 +15,13 @@
 /* "30s", "5m", "1h", "5d", "1w" or plain seconds -> seconds. 0 or -EINVAL. */
 int parse_duration(const char *s, int64_t *out);
 
+/* "60/1m", "1/5s", "3600/1h", "60/m": count per period (seconds); count
+ * 1 to RATE_COUNT_MAX, period 1 s to RATE_PERIOD_MAX. 0, -EINVAL or
+ * -ERANGE. */
+#define RATE_COUNT_MAX 1000000
+#define RATE_PERIOD_MAX (7 * 86400)
+int parse_rate(const char *s, uint64_t *count, int64_t *period);
+
 /* "10M", "512k", "1G" or plain bytes -> bytes. 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *out);
 

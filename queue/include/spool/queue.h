@@ -13,6 +13,9 @@
  *   "SPOOLD 1\n"                     magic and version
  *   "T <unix seconds>\n"             optional: time queued
  *   "S <sender>\n"                   envelope sender; "S \n" is <>
+ *   "K <key>\n"                      optional: coalescing key
+ *   "E <seconds>\n"                  optional: digest window of the key
+ *   "P urgent\n"                     optional: priority (urgent|normal)
  *   "R <recipient>\n"                one per recipient, pending
  *   "\n"                             end of envelope
  *   message                          RFC 5322, CRLF (bare LF tolerated)
@@ -142,6 +145,26 @@ struct spool_envelope {
 	struct spool_rcpt *rcpt;
 	size_t nrcpt;
 	int64_t queued_at; /* unix seconds; 0 if the file had no T line */
+	char *key;	   /* coalescing key (K line), or NULL */
+	int64_t every;	   /* digest window in seconds (E line), 0: none */
+	int urgent;	   /* P urgent */
+};
+
+/*
+ * A coalescing key: 1 to SPOOL_KEY_MAX bytes of printable ASCII without
+ * space, quote or backslash, so it is one word in a log line and safe in
+ * a header. A digest window (E) is 1 s to SPOOL_EVERY_MAX.
+ */
+#define SPOOL_KEY_MAX 128
+#define SPOOL_EVERY_MAX (366 * 86400)
+/* NULL if key (len bytes) is a valid key, else why not. */
+const char *spool_key_problem(const char *key, size_t len);
+
+/* What a submission asks of the daemon besides delivery: K, E, P lines. */
+struct spool_meta {
+	const char *key; /* NULL: none */
+	int64_t every;	 /* seconds; 0: none */
+	int urgent;
 };
 
 void spool_envelope_free(struct spool_envelope *env);
@@ -175,6 +198,12 @@ int spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
 int spool_submit_id(struct spool *sp, const char *id, const char *sender,
 		    const char *const *rcpt, size_t nrcpt, const char *msg,
 		    size_t len, char *err, size_t errlen);
+/* spool_submit_id with K, E and P lines from meta (NULL: none); a bad key
+ * or window is -EINVAL with err, and nothing is written. */
+int spool_submit_meta(struct spool *sp, const char *id, const char *sender,
+		      const char *const *rcpt, size_t nrcpt,
+		      const struct spool_meta *meta, const char *msg,
+		      size_t len, char *err, size_t errlen);
 
 /*
  * An open, mapped spool file. Only a file that spool_file_untrusted
@@ -321,11 +350,25 @@ struct queue_msg_info {
 	 * user may ask the daemon how its message fares */
 	uint32_t owner_uid;
 	uint32_t flags; /* QUEUE_MSG_F_* */
+	/* coalescing (see spoold/coalesce.c): the key, or NULL; how many
+	 * submissions this message stands for (1: itself alone; 0 in
+	 * records without a key), the first and last of them, and the
+	 * key's digest window in seconds */
+	char *key;
+	uint32_t repeats;
+	int64_t first_at, last_at;
+	int64_t every;
 };
 
 /* Made due by a flush: the attempt it causes does not count against the
  * retry schedule (a flush never costs a message a step). */
 #define QUEUE_MSG_F_FLUSHED 0x1u
+/* Priority urgent: due before every message that is not, and never held
+ * or merged by coalescing. */
+#define QUEUE_MSG_F_URGENT 0x2u
+/* Held for a digest: deferred until next_attempt, the end of its key's
+ * window, without an attempt made. */
+#define QUEUE_MSG_F_DIGEST 0x4u
 
 /* Appends an attempt, dropping the oldest beyond QUEUE_HISTORY_MAX. */
 int queue_msg_add_attempt(struct queue_msg_info *m, int64_t at,
@@ -384,7 +427,8 @@ int state_msg_put(struct state_txn *txn, const struct queue_msg_info *m);
 /* Removes the record and its due entry. -ENOENT if absent. */
 int state_msg_del(struct state_txn *txn, const char *id);
 
-/* Up to max ids whose next_attempt <= now, earliest first, into ids.
+/* Up to max ids whose next_attempt <= now, urgent ones (QUEUE_MSG_F_URGENT)
+ * first, then the others, each earliest first, into ids.
  * *n gets the count; *next_due the earliest next_attempt still > now
  * (0 if none). Reads the due index only. When *n == max more may be due:
  * *next_due is still the first time after now. */

@@ -26,6 +26,12 @@ enum deliv_status { DELIV_OK, DELIV_TEMPFAIL, DELIV_PERMFAIL };
 
 const char *deliv_status_name(enum deliv_status s);
 
+/* Whether a reply ("450 4.7.0 rate limit exceeded", code 450) is a
+ * relay's refusal for its sending rate: a 4xx whose text says rate, too
+ * many, too much or limit, or whose enhanced code is 4.7.x (greylisting
+ * excepted). 1 or 0. */
+int transport_reply_is_rate(int code, const char *text);
+
 struct transport_rcpt {
 	const char *address;
 	/* filled by deliver() */
@@ -64,6 +70,11 @@ struct transport_session {
 	 * Retry-After), 0: none; the messages left are deferred at least
 	 * that long */
 	int64_t retry_after;
+	/* the relay refused messages for its rate limit (see
+	 * transport_reply_is_rate); not a failure of the relay: the
+	 * messages left wait while the transport slows down, and diag
+	 * holds the refusal */
+	int rate_limited;
 	char diag[QUEUE_REPLY_MAX];
 };
 
