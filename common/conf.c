@@ -38,12 +38,14 @@ extern char **environ;
 #define CONF_TEST_DEFAULT_ENV "SPOOLD_TEST_DEFAULT_CONFIG"
 
 /* Sections and their keys, for "did you mean" hints. */
-static const char *const conf_sections[] = {"spool", "delivery", "transport"};
+static const char *const conf_sections[] = {"spool", "delivery", "transport",
+					    "metrics"};
 static const char *const conf_spool_keys[] = {"dir", "max_size", "failed_keep",
 					      "user", "submit_group"};
 static const char *const conf_delivery_keys[] = {
     "route",  "concurrency", "retry",	"max_age",
     "bounce", "admin",	     "aliases", "domain"};
+static const char *const conf_metrics_keys[] = {"textfile", "interval"};
 
 struct conf_parser {
 	struct conf *cf;
@@ -660,6 +662,29 @@ conf_transport_key(struct conf_parser *p, struct conf_transport *t,
 	return -1;
 }
 
+/* [metrics]: the file spoold keeps for node_exporter's textfile
+ * collector, and how often it is rewritten. */
+static int
+conf_metrics_key(struct conf_parser *p, const char *key, const char *value)
+{
+	struct conf *cf = p->cf;
+
+	if (strcmp(key, "textfile") == 0) {
+		if (value[0] != '/' || value[strlen(value) - 1] == '/') {
+			conf_fail(p, "metrics", key,
+				  "must be the absolute path of a file");
+			return -1;
+		}
+		return conf_set_str(&cf->metrics_textfile, value);
+	}
+	if (strcmp(key, "interval") == 0)
+		return conf_duration(p, "metrics", key, value, 1,
+				     &cf->metrics_interval);
+	conf_unknown_key(p, "metrics", key, conf_metrics_keys,
+			 ARRAY_SIZE(conf_metrics_keys));
+	return -1;
+}
+
 /*
  * Folds a section header's text into out: trimmed, lower case, one space
  * between "transport" and the name. "[Transport  Mailu]" is
@@ -720,6 +745,8 @@ conf_apply(struct conf_parser *p, const char *raw_section, const char *raw_key,
 		rc = conf_spool_key(p, key, value);
 	else if (strcmp(section, "delivery") == 0)
 		rc = conf_delivery_key(p, key, value);
+	else if (strcmp(section, "metrics") == 0)
+		rc = conf_metrics_key(p, key, value);
 	else if (strncmp(section, "transport ", 10) == 0) {
 		struct conf_transport *t = conf_transport_get(p, section + 10);
 
@@ -746,7 +773,7 @@ conf_apply(struct conf_parser *p, const char *raw_section, const char *raw_key,
 		else
 			conf_fail(p, section, key,
 				  "unknown section [%s] (known: [spool], "
-				  "[delivery], [transport NAME])",
+				  "[delivery], [transport NAME], [metrics])",
 				  section);
 		rc = -1;
 	}
@@ -963,7 +990,8 @@ conf_parse_env(struct conf_parser *p)
 		if (strncmp(rest, "TRANSPORT_", 10) == 0) {
 			conf_env_transport(p, rest + 10, eq + 1);
 		} else if (strncmp(rest, "SPOOL_", 6) == 0 ||
-			   strncmp(rest, "DELIVERY_", 9) == 0) {
+			   strncmp(rest, "DELIVERY_", 9) == 0 ||
+			   strncmp(rest, "METRICS_", 8) == 0) {
 			const char *k = strchr(rest, '_') + 1;
 			size_t sl = (size_t)(k - 1 - rest), i;
 
@@ -978,7 +1006,8 @@ conf_parse_env(struct conf_parser *p)
 		} else if (strncmp(rest, "TEST_", 5) != 0) {
 			conf_fail(p, NULL, NULL,
 				  "unknown variable (expected SPOOLD_SPOOL_*, "
-				  "SPOOLD_DELIVERY_* or SPOOLD_TRANSPORT_*)");
+				  "SPOOLD_DELIVERY_*, SPOOLD_TRANSPORT_* or "
+				  "SPOOLD_METRICS_*)");
 		}
 	}
 	p->var = NULL;
@@ -994,6 +1023,7 @@ conf_defaults(struct conf *cf)
 	cf->submit_group = strdup(CONF_DEFAULT_SUBMIT_GROUP);
 	cf->max_size = 10 * 1024 * 1024;
 	cf->failed_keep = 30 * 86400;
+	cf->metrics_interval = 15;
 	cf->concurrency = 4;
 	cf->retry[0] = 60;
 	cf->retry[1] = 300;
@@ -1211,6 +1241,7 @@ conf_free(struct conf *cf)
 	free(cf->admin);
 	free(cf->aliases);
 	free(cf->domain);
+	free(cf->metrics_textfile);
 	memset(cf, 0, sizeof(*cf));
 }
 

@@ -26,6 +26,7 @@ static const struct {
     {"RELEASE", CTL_RELEASE, 1}, {"DELETE", CTL_DELETE, 1},
     {"REQUEUE", CTL_REQUEUE, 1}, {"WAIT", CTL_WAIT, 1},
     {"STATUS", CTL_STATUS, 0},	 {"SUBMITTED", CTL_SUBMITTED, 1},
+    {"METRICS", CTL_METRICS, 0},
 };
 
 int

@@ -112,23 +112,11 @@ summary_new_cb(const char *id, void *arg)
 	return 0;
 }
 
-/* The first unfinished record in id order is the oldest one. */
-static int
-summary_oldest_cb(const struct queue_msg_info *m, void *arg)
-{
-	struct queue_summary *s = arg;
-
-	if (m->state == QUEUE_MSG_FAILED)
-		return 0;
-	if (s->oldest == 0 || m->queued_at < s->oldest)
-		s->oldest = m->queued_at;
-	return 1;
-}
-
 int
 queue_summary_read(struct spool *sp, struct state_txn *txn,
 		   struct queue_summary *out)
 {
+	int64_t oldest = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -137,8 +125,10 @@ queue_summary_read(struct spool *sp, struct state_txn *txn,
 		return rc < 0 ? rc : 0;
 	rc = state_count(txn, out->counts);
 	if (rc == 0)
-		rc = state_foreach(txn, summary_oldest_cb, out);
-	return rc > 0 ? 0 : rc;
+		rc = state_oldest(txn, &oldest);
+	if (rc == 0 && oldest > 0 && (out->oldest == 0 || oldest < out->oldest))
+		out->oldest = oldest;
+	return rc;
 }
 
 /* ---- operator actions -------------------------------------------- */

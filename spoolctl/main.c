@@ -890,6 +890,7 @@ static const struct {
     {"status", cmd_status, "status [--json]"},
     {"check", cmd_check, "check [--max-age DURATION]"},
     {"probe", cmd_probe, "probe"},
+    {"metrics", cmd_metrics, "metrics (Prometheus text format)"},
     {"hold", cmd_hold, "hold ID... (- reads ids from stdin)"},
     {"release", cmd_release, "release ID..."},
     {"delete", cmd_delete, "delete ID..."},

@@ -139,6 +139,7 @@ int cmd_flush(const char *conf_path, int argc, char **argv);
 int cmd_status(const char *conf_path, int argc, char **argv);
 int cmd_check(const char *conf_path, int argc, char **argv);
 int cmd_probe(const char *conf_path, int argc, char **argv);
+int cmd_metrics(const char *conf_path, int argc, char **argv);
 int cmd_hold(const char *conf_path, int argc, char **argv);
 int cmd_release(const char *conf_path, int argc, char **argv);
 int cmd_delete(const char *conf_path, int argc, char **argv);

@@ -161,6 +161,44 @@ checkconf_writable_dir(struct checkconf *c, const char *sec, const char *key,
 							 : "create folders in");
 }
 
+/* [metrics] textfile: spoold writes PATH.tmp next to it and renames it
+ * over PATH, so its folder must exist and take new files from the
+ * daemon's user; spoold makes no folder for it. */
+static void
+checkconf_metrics(struct checkconf *c, const struct conf *cf)
+{
+	char dir[PATH_MAX];
+	const char *why = NULL, *bad = dir;
+	struct stat sb;
+	char *slash;
+
+	if (cf->metrics_textfile == NULL)
+		return;
+	str_copy(dir, cf->metrics_textfile, sizeof(dir));
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	if (stat(dir, &sb) < 0)
+		why = strerror(errno);
+	else if (!S_ISDIR(sb.st_mode))
+		why = "not a folder";
+	else if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) < 0)
+		why = strerror(errno);
+	else if (lstat(cf->metrics_textfile, &sb) == 0 && !S_ISREG(sb.st_mode))
+		bad = cf->metrics_textfile, why = "not a regular file";
+	if (why != NULL)
+		checkconf_problem(
+		    c,
+		    "%s: [metrics] textfile: %s: %s (as uid %ld); "
+		    "name a file in a folder the daemon's user "
+		    "may write in, or make %s one (e.g. chown %s "
+		    "it)",
+		    c->source, bad, why, (long)c->user.uid, dir,
+		    cf->spool_user ? cf->spool_user : "spoold");
+}
+
 static void
 checkconf_transport(struct checkconf *c, const struct conf_transport *t)
 {
@@ -207,6 +245,7 @@ checkconf_run(const char *path)
 	checkconf_writable_dir(&c, "spool", "dir", cf.spool_dir);
 	for (size_t i = 0; i < cf.transport_count; i++)
 		checkconf_transport(&c, &cf.transports[i]);
+	checkconf_metrics(&c, &cf);
 	checkconf_leave(&c.user);
 	if (c.problems == 0)
 		printf("%s: configuration OK\n", cf.source);

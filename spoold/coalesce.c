@@ -173,6 +173,9 @@ coalesce_apply(struct state_txn *txn, const struct coalesce_plan *pl,
 		rc = state_msg_del(txn, pl->old_id);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
+		/* spoold_coalesced_messages_total, with the merge */
+		if ((rc = metrics_count_coalesced(txn, 1)) < 0)
+			return rc;
 	}
 	if ((rc = coalesce_key_get(txn, env->key, &k)) < 0)
 		return rc;

@@ -886,15 +886,39 @@ ctl_do_submitted(struct ctl_conn *c, struct ctl_request *req)
 		queue_msg_info_free(&m);
 }
 
+/* The Prometheus text of metrics.c: counts and health, as STATUS. */
+static void
+ctl_do_metrics(struct ctl_conn *c, struct ctl_request *req)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	(void)req;
+	rc = metrics_text(c->ctl->d, 1, &text, &len);
+	if (rc < 0) {
+		ctl_reply(c, "ERR metrics: %s\n", strerror(-rc));
+		return;
+	}
+	ctl_reply(c, "OK\n%s", text);
+	free(text);
+}
+
 static const struct ctl_handler {
 	void (*run)(struct ctl_conn *c, struct ctl_request *req);
 	int changes_queue; /* root and the spool's owner only; args are ids */
 } ctl_handlers[] = {
-    [CTL_PING] = {ctl_do_ping, 0},	[CTL_PROBE] = {ctl_do_probe, 0},
-    [CTL_FLUSH] = {ctl_do_flush, 1},	[CTL_HOLD] = {ctl_do_action, 1},
-    [CTL_RELEASE] = {ctl_do_action, 1}, [CTL_DELETE] = {ctl_do_action, 1},
-    [CTL_REQUEUE] = {ctl_do_action, 1}, [CTL_WAIT] = {ctl_do_wait, 0},
-    [CTL_STATUS] = {ctl_do_status, 0},	[CTL_SUBMITTED] = {ctl_do_submitted, 0},
+    [CTL_PING] = {ctl_do_ping, 0},
+    [CTL_PROBE] = {ctl_do_probe, 0},
+    [CTL_FLUSH] = {ctl_do_flush, 1},
+    [CTL_HOLD] = {ctl_do_action, 1},
+    [CTL_RELEASE] = {ctl_do_action, 1},
+    [CTL_DELETE] = {ctl_do_action, 1},
+    [CTL_REQUEUE] = {ctl_do_action, 1},
+    [CTL_WAIT] = {ctl_do_wait, 0},
+    [CTL_STATUS] = {ctl_do_status, 0},
+    [CTL_SUBMITTED] = {ctl_do_submitted, 0},
+    [CTL_METRICS] = {ctl_do_metrics, 0},
 };
 
 static void

@@ -342,6 +342,7 @@ on_term(uv_signal_t *s, int signum)
 	uv_timer_stop(&d->due_timer);
 	uv_timer_stop(&d->rescan_timer);
 	control_stop(d);
+	metrics_file_stop(d);
 	probe_engine_close(d->probes);
 	d->probes = NULL;
 	health_close_all(d);
@@ -388,6 +389,7 @@ on_hup(uv_signal_t *s, int signum)
 		log_err("reload: out of memory tracking transport health");
 	if (rate_sync(d) < 0)
 		log_err("reload: out of memory tracking rate limits");
+	metrics_file_reconf(d);
 	notify_send("READY=1");
 	sched_run(d);
 }
@@ -601,6 +603,7 @@ main(int argc, char **argv)
 		 d.gen->cf.concurrency);
 	notify_send("READY=1");
 	daemon_watchdog_start(&d);
+	metrics_file_reconf(&d);
 	uv_run(d.loop, UV_RUN_DEFAULT);
 	rc = 0;
 out:

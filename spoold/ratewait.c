@@ -180,6 +180,9 @@ rate_mark_due(struct state_txn *txn, const char *tname, int *marked)
 		if (rc > 0) {
 			*marked = 1;
 			rc = state_msg_put(txn, &m);
+			/* one per status=rate-limited line */
+			if (rc >= 0)
+				rc = metrics_count_rate_limited(txn, tname, 1);
 		}
 		queue_msg_info_free(&m);
 	}

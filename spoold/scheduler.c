@@ -1113,6 +1113,9 @@ outcomes_write(struct daemon *d, struct job *job, struct job *next,
 		}
 		queue_msg_info_free(&m);
 	}
+	/* the counters move with the outcomes, or not at all */
+	if (rc >= 0)
+		rc = metrics_job_record(txn, job);
 	c->reserved = next != NULL && next->n > 0;
 	/* a pending repair waits for every job to end: claim nothing */
 	if (rc >= 0 && !d->state_repair)

@@ -194,4 +194,13 @@ int checkconf_run(const char *path);
 /* main.c */
 void daemon_maybe_finish(struct daemon *d);
 
+/* metrics.c: counts job's outcomes and session into txn, the write
+ * transaction that records them; the metrics text (malloc'd) with
+ * spoold_up set to up; the [metrics] textfile (re)started from the
+ * configuration, and its last rewrite at stop. */
+int metrics_job_record(struct state_txn *txn, const struct job *job);
+int metrics_text(struct daemon *d, int up, char **out, size_t *len);
+void metrics_file_reconf(struct daemon *d);
+void metrics_file_stop(struct daemon *d);
+
 #endif

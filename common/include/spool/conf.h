@@ -105,6 +105,9 @@ struct conf {
 	char *admin;
 	char *aliases;
 	char *domain;
+	/* [metrics] */
+	char *metrics_textfile;	  /* NULL: no file is written */
+	int64_t metrics_interval; /* seconds between rewrites */
 	/* [transport NAME] */
 	struct conf_transport transports[CONF_MAX_TRANSPORTS];
 	size_t transport_count;

@@ -38,6 +38,7 @@ enum ctl_verb {
 	/* SUBMITTED ID: what became of a keyed submission, for its
 	 * submitter: "OK pending", "OK queued", "OK merged N", "OK held T" */
 	CTL_SUBMITTED,
+	CTL_METRICS, /* the same in the Prometheus text format: for anyone */
 };
 
 /* A parsed request; args point into the line it was parsed from. */

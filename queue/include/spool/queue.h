@@ -508,4 +508,70 @@ int state_meta_get(struct state_txn *txn, const char *key, char *buf,
 		   size_t buflen);
 int state_meta_put(struct state_txn *txn, const char *key, const char *value);
 
+/* ---- metrics: counters kept with the records, Prometheus text ------ */
+
+#include <stdio.h>
+
+/*
+ * Adds n to the counter under key (a string of 1 to 200 bytes) in the
+ * state's metrics table, inside txn, a write transaction: a counter moves
+ * with the outcome it counts, or not at all. The table also holds
+ * "created" (the unix time counting started: a new or rebuilt state) and
+ * "msgs:STATE", the number of records in each state, which state_msg_put
+ * and state_msg_del keep in step so that state_count reads them instead
+ * of walking the queue.
+ */
+int state_counter_add(struct state_txn *txn, const char *key, uint64_t n);
+/* Every counter in key order; stops when cb returns non-zero (returned).
+ * A state written before the table existed has none. */
+int state_counter_foreach(struct state_txn *txn,
+			  int (*cb)(const char *key, uint64_t value, void *arg),
+			  void *arg);
+
+/* queued_at of the first record in id order that has not failed (0 if
+ * none): what queue_summary_read gives as the oldest. Reads the state
+ * byte of the failed records before it, decodes none. */
+int state_oldest(struct state_txn *txn, int64_t *queued_at);
+
+#define METRICS_NAME_MAX 64 /* a transport's name with its NUL */
+#define METRICS_BUCKETS 11  /* delivery duration bounds, 50 ms to 120 s */
+
+/* What the caller knows of a configured transport. */
+struct metrics_transport {
+	const char *name;
+	int up; /* 1 up, 0 down, -1 never judged (no sample is written) */
+};
+
+/*
+ * Writes the Prometheus text format (0.0.4) to fp: spoold_up (up),
+ * spoold_queue_messages by state, the oldest message's age at now, each
+ * transport's health, and the counters of txn (NULL: no state yet, all
+ * zero). Counts and health only, never an address or a reply. Reads
+ * new/ of sp and the kept counts, never the whole queue. 0 or -errno.
+ */
+int metrics_render(FILE *fp, struct spool *sp, struct state_txn *txn,
+		   const struct metrics_transport *t, size_t nt, int up,
+		   int64_t now);
+/* Copies in with Prometheus label escaping (\\, \", \n) into out,
+ * NUL-terminated and cut to outlen; returns the length it needed. */
+size_t metrics_label_escape(char *out, size_t outlen, const char *in);
+
+/*
+ * Counting, each in the write transaction that applies what it counts.
+ * outcome: status "sent", "deferred" or "failed" for n recipients of an
+ * attempt on transport; session: one delivery session on transport and
+ * how long it took; coalesced: n messages merged into another of the same
+ * key; rate_limited: n messages held back by transport's rate. 0 or
+ * -errno (-EINVAL: an unknown status or a name no transport can have).
+ */
+int metrics_count_outcome(struct state_txn *txn, const char *transport,
+			  const char *status, uint64_t n);
+int metrics_observe_session(struct state_txn *txn, const char *transport,
+			    int64_t duration_ms);
+int metrics_count_coalesced(struct state_txn *txn, uint64_t n);
+int metrics_count_rate_limited(struct state_txn *txn, const char *transport,
+			       uint64_t n);
+/* A transport's health as spoold last saved it: 1, 0, -1 never judged. */
+int metrics_health_saved(struct state_txn *txn, const char *name);
+
 #endif
