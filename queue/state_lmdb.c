@@ -978,7 +978,7 @@ state_due_after(struct state_txn *txn, int64_t after, size_t max,
  * mapped the file: the mapping is looked up in /proc/self/maps from a
  * pointer into it.
  */
-#define STATE_RELEASE_EVERY 1024
+#define STATE_RELEASE_EVERY 256
 
 static int state_release_pages;
 
