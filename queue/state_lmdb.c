@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -63,6 +64,10 @@ struct state {
 	MDB_dbi metrics;
 	int has_metrics; /* 0: a readonly open of a state older than it */
 	int readonly;
+	/* where LMDB mapped data.mdb, once state_map_release found it */
+	uintptr_t map_lo, map_hi;
+	/* records walked since the last release */
+	unsigned walked;
 };
 
 struct state_txn {
@@ -1169,18 +1174,83 @@ state_due_after(struct state_txn *txn, int64_t after, size_t max,
 	return rc;
 }
 
+/*
+ * A walk over the whole state (a listing, the count, state_verify's
+ * child) touches every page of data.mdb, and each page it touches stays
+ * mapped in the process: file pages, in the page cache anyway, but counted
+ * in its RSS all the same, which then grows with the queue. With
+ * state_pages_release_set(1), every STATE_RELEASE_EVERY records a readonly
+ * state drops the mapping with MADV_DONTNEED: the pages stay in the page
+ * cache, and one read again (a cursor's current page) is mapped again
+ * from it, unchanged, as no writer reuses a page that a live reader can
+ * see. It costs a page fault per page read instead of one per 16 pages
+ * (the kernel maps a page's neighbours with it), so it is for the
+ * listings, whose memory is to stay flat; the daemon's state, whose pages
+ * are its working set, is never released. LMDB does not say where it
+ * mapped the file: the mapping is looked up in /proc/self/maps from a
+ * pointer into it.
+ */
+#define STATE_RELEASE_EVERY 256
+
+static int state_release_pages;
+
+void
+state_pages_release_set(int on)
+{
+	state_release_pages = on;
+}
+
+static void
+state_map_release(struct state *st, const void *inside)
+{
+	uintptr_t p = (uintptr_t)inside;
+
+	if (!state_release_pages || !st->readonly ||
+	    ++st->walked < STATE_RELEASE_EVERY)
+		return;
+	st->walked = 0;
+	if (p < st->map_lo || p >= st->map_hi) {
+		FILE *fp = fopen("/proc/self/maps", "re");
+		unsigned long lo, hi;
+
+		st->map_lo = st->map_hi = 0;
+		if (fp == NULL)
+			return;
+		while (fscanf(fp, "%lx-%lx%*[^\n]", &lo, &hi) == 2)
+			if (p >= lo && p < hi) {
+				st->map_lo = lo;
+				st->map_hi = hi;
+				break;
+			}
+		fclose(fp);
+		if (st->map_hi == 0)
+			return;
+	}
+	/* advice only: a failure costs memory, never a record */
+	(void)madvise((void *)st->map_lo, st->map_hi - st->map_lo,
+		      MADV_DONTNEED);
+}
+
 int
-state_foreach(struct state_txn *txn,
-	      int (*cb)(const struct queue_msg_info *m, void *arg), void *arg)
+state_foreach_after(struct state_txn *txn, const char *after,
+		    int (*cb)(const struct queue_msg_info *m, void *arg),
+		    void *arg)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
+	MDB_cursor_op op = MDB_FIRST;
 	int rc, ret = 0;
 
 	rc = mdb_cursor_open(txn->txn, txn->st->msg, &cur);
 	if (rc != 0)
 		return state_err(rc);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	if (after != NULL && after[0] != '\0') {
+		/* the first key >= after, then past it if it is after */
+		k.mv_size = strnlen(after, QUEUE_ID_LEN);
+		k.mv_data = (void *)after;
+		op = MDB_SET_RANGE;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, op); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct queue_msg_info m = {0};
 
@@ -1190,11 +1260,14 @@ state_foreach(struct state_txn *txn,
 		}
 		memcpy(m.id, k.mv_data, QUEUE_ID_LEN);
 		m.id[QUEUE_ID_LEN] = '\0';
+		if (op == MDB_SET_RANGE && strcmp(m.id, after) == 0)
+			continue;
 		ret = queue__record_decode(v.mv_data, v.mv_size, &m);
 		if (ret < 0)
 			break;
 		ret = cb(&m, arg);
 		queue_msg_info_free(&m);
+		state_map_release(txn->st, v.mv_data);
 		if (ret != 0)
 			break;
 	}
@@ -1202,6 +1275,13 @@ state_foreach(struct state_txn *txn,
 	if (ret != 0)
 		return ret;
 	return rc == MDB_NOTFOUND ? 0 : state_err(rc);
+}
+
+int
+state_foreach(struct state_txn *txn,
+	      int (*cb)(const struct queue_msg_info *m, void *arg), void *arg)
+{
+	return state_foreach_after(txn, NULL, cb, arg);
 }
 
 static int
@@ -1214,14 +1294,14 @@ state_verify_record(const struct queue_msg_info *m, void *arg)
 
 /* Reads every key and value of dbi: touches each page a reader reaches. */
 static int
-state_verify_dbi(MDB_txn *txn, MDB_dbi dbi, size_t key_len)
+state_verify_dbi(struct state_txn *txn, MDB_dbi dbi, size_t key_len)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
 	volatile unsigned char sum = 0;
 	int rc, bad = 0;
 
-	rc = mdb_cursor_open(txn, dbi, &cur);
+	rc = mdb_cursor_open(txn->txn, dbi, &cur);
 	if (rc != 0)
 		return state_err(rc);
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
@@ -1235,6 +1315,7 @@ state_verify_dbi(MDB_txn *txn, MDB_dbi dbi, size_t key_len)
 		/* overflow pages are only touched when read */
 		for (size_t i = 0; i < v.mv_size; i += 512)
 			sum ^= p[i];
+		state_map_release(txn->st, k.mv_data);
 	}
 	mdb_cursor_close(cur);
 	if (bad)
@@ -1256,14 +1337,13 @@ state_verify_all(const char *spool_dir)
 	rc = state_begin(st, 0, &txn);
 	if (rc == 0) {
 		/* 0 is LMDB's free-page list, which writers follow */
-		rc = state_verify_dbi(txn->txn, 0, 0);
+		rc = state_verify_dbi(txn, 0, 0);
 		if (rc == 0)
-			rc = state_verify_dbi(txn->txn, st->due,
-					      STATE_DUE_KEY_LEN);
+			rc = state_verify_dbi(txn, st->due, STATE_DUE_KEY_LEN);
 		if (rc == 0)
-			rc = state_verify_dbi(txn->txn, st->meta, 0);
+			rc = state_verify_dbi(txn, st->meta, 0);
 		if (rc == 0 && st->has_metrics)
-			rc = state_verify_dbi(txn->txn, st->metrics, 0);
+			rc = state_verify_dbi(txn, st->metrics, 0);
 		if (rc == 0)
 			rc = state_foreach(txn, state_verify_record, NULL);
 		state_abort(txn);

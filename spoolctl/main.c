@@ -168,21 +168,56 @@ ctl_conf_load_submit(struct conf *cf, const char *conf_path)
 
 /* ---- reading the queue --------------------------------------------- */
 
+/*
+ * A listing holds one message at a time, whatever the size of the queue:
+ * each message is printed as it is read, into a buffer that goes to
+ * stdout between LMDB read transactions of at most WALK_BATCH records.
+ * So a reader blocked on a slow pipe (list | less) pins no snapshot: LMDB
+ * reuses no page that a live reader may see, and the file would grow with
+ * every write meanwhile. Records come in id order, which is the order
+ * they were queued in (an id starts with its time), then the messages in
+ * new/ that spoold has not taken yet, in directory order. Like Postfix's
+ * mailq, a listing is not one snapshot: a message that changes meanwhile
+ * is shown as it was or as it is, once.
+ */
+#define WALK_BATCH 512
+#define WALK_FLUSH_BYTES (64 * 1024)
+/* a batch is full: not an error, the walk goes on in a new transaction */
+#define WALK_PAUSE 1
+
 enum list_filter { LIST_QUEUE, LIST_ALL, LIST_FAILED, LIST_HELD };
 
-struct queue_view {
-	struct queue_msg_info *msgs;
-	size_t n, cap;
+struct queue_walk;
+/* Prints m into out; 0, or a sysexits code that stops the walk. m is
+ * valid during the call only. */
+typedef int queue_walk_print_fn(struct queue_walk *w,
+				const struct queue_msg_info *m, FILE *out);
+
+struct queue_walk {
+	/* set by the caller */
 	enum list_filter filter;
 	const char *only_id; /* show: just this one */
+	queue_walk_print_fn *print;
+	void *arg;	/* for print */
+	size_t count;	/* messages printed so far */
+	uint64_t bytes; /* and their sizes */
+	FILE *out;	/* the buffer print writes into */
+	/* the walk's own */
+	char *buf;
+	size_t len;
+	const struct conf *cf;
+	struct spool *sp;
+	struct state *st;	     /* NULL: no state, new/ alone */
+	struct state_txn *txn;	     /* open during a batch */
+	size_t batch;		     /* records read in txn */
+	char last[QUEUE_ID_LEN + 1]; /* the last id read from LMDB */
+	int rc;			     /* the first error, a sysexits code */
 };
 
 static int
-view_keep(const struct queue_view *v, const struct queue_msg_info *m)
+walk_keep(const struct queue_walk *w, const struct queue_msg_info *m)
 {
-	if (v->only_id != NULL)
-		return strcmp(v->only_id, m->id) == 0;
-	switch (v->filter) {
+	switch (w->filter) {
 	case LIST_ALL:
 		return 1;
 	case LIST_FAILED:
@@ -195,78 +230,149 @@ view_keep(const struct queue_view *v, const struct queue_msg_info *m)
 	return 0;
 }
 
-static struct queue_msg_info *
-view_slot(struct queue_view *v)
-{
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 64;
-		void *p = realloc(v->msgs, cap * sizeof(*v->msgs));
-
-		if (p == NULL)
-			return NULL;
-		v->msgs = p;
-		v->cap = cap;
-	}
-	return &v->msgs[v->n];
-}
-
+/* The buffer for print; 0 or EX_OSERR after one line. */
 static int
-view_record_cb(const struct queue_msg_info *m, void *arg)
+walk_open(struct queue_walk *w)
 {
-	struct queue_view *v = arg;
-	struct queue_msg_info *slot;
-
-	if (!view_keep(v, m))
-		return 0;
-	slot = view_slot(v);
-	if (slot == NULL)
-		return -ENOMEM;
-	/* deep copy: m is only valid during the callback */
-	memset(slot, 0, sizeof(*slot));
-	*slot = *m;
-	slot->sender = m->sender ? strdup(m->sender) : NULL;
-	slot->last_error = m->last_error ? strdup(m->last_error) : NULL;
-	slot->transport = m->transport ? strdup(m->transport) : NULL;
-	slot->key = m->key ? strdup(m->key) : NULL;
-	slot->history = NULL;
-	slot->nhistory = 0;
-	for (size_t i = 0; i < m->nhistory; i++)
-		if (queue_msg_add_attempt(slot, m->history[i].at,
-					  m->history[i].transport,
-					  m->history[i].result) < 0)
-			return -ENOMEM;
-	slot->rcpt = calloc(m->nrcpt ? m->nrcpt : 1, sizeof(*slot->rcpt));
-	if (slot->rcpt == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < m->nrcpt; i++) {
-		slot->rcpt[i].state = m->rcpt[i].state;
-		slot->rcpt[i].address = strdup(m->rcpt[i].address);
-		slot->rcpt[i].reply =
-		    m->rcpt[i].reply ? strdup(m->rcpt[i].reply) : NULL;
+	w->out = open_memstream(&w->buf, &w->len);
+	if (w->out == NULL) {
+		ctl_error("out of memory");
+		return EX_OSERR;
 	}
-	v->n++;
 	return 0;
 }
 
-/* Messages in new/ that spoold has not taken yet: queued, no record. */
+/* Ends the batch's transaction and writes what was printed to stdout. */
 static int
-view_new_cb(const char *id, void *arg)
+walk_flush(struct queue_walk *w)
 {
-	struct queue_view *v = ((void **)arg)[0];
-	struct spool *sp = ((void **)arg)[1];
-	const struct conf *cf = ((void **)arg)[2];
-	struct spool_pickup f;
-	struct queue_msg_info m = {0};
-	char err[256];
+	state_abort(w->txn);
+	w->txn = NULL;
+	w->batch = 0;
+	if (fflush(w->out) == EOF) {
+		ctl_error("out of memory");
+		return w->rc = EX_OSERR;
+	}
+	if ((w->len > 0 && fwrite(w->buf, 1, w->len, stdout) != w->len) ||
+	    fflush(stdout) == EOF) {
+		ctl_error("writing the listing: %s", strerror(errno));
+		return w->rc = EX_IOERR;
+	}
+	rewind(w->out);
+	return 0;
+}
 
-	if (v->only_id != NULL && strcmp(v->only_id, id) != 0)
+/* Writes out what is left unless the walk failed; frees the buffer. */
+static int
+walk_close(struct queue_walk *w)
+{
+	if (w->out == NULL)
+		return w->rc;
+	if (w->rc == 0)
+		walk_flush(w);
+	fclose(w->out);
+	free(w->buf);
+	w->out = NULL;
+	return w->rc;
+}
+
+/* One message read: printed if the filter keeps it; WALK_PAUSE when the
+ * batch is full. */
+static int
+walk_one(struct queue_walk *w, const struct queue_msg_info *m)
+{
+	w->batch++;
+	if (walk_keep(w, m)) {
+		int rc = w->print(w, m, w->out);
+
+		if (rc != 0)
+			return w->rc = rc;
+		w->count++;
+		w->bytes += m->size;
+	}
+	if (w->batch >= WALK_BATCH || ftello(w->out) >= WALK_FLUSH_BYTES)
+		return WALK_PAUSE;
+	return 0;
+}
+
+static int
+walk_record_cb(const struct queue_msg_info *m, void *arg)
+{
+	struct queue_walk *w = arg;
+
+	memcpy(w->last, m->id, sizeof(w->last));
+	return walk_one(w, m);
+}
+
+static int
+walk_begin(struct queue_walk *w)
+{
+	int rc;
+
+	if (w->txn != NULL || w->st == NULL)
 		return 0;
-	for (size_t i = 0; i < v->n; i++)
-		if (strcmp(v->msgs[i].id, id) == 0)
-			return 0;
+	if ((rc = state_begin(w->st, 0, &w->txn)) < 0) {
+		ctl_error("reading the state: %s", strerror(-rc));
+		return w->rc = EX_IOERR;
+	}
+	return 0;
+}
+
+/* The records in LMDB, batch by batch; 0 or a sysexits code. */
+static int
+walk_records(struct queue_walk *w)
+{
+	int rc;
+
+	do {
+		if (walk_begin(w) != 0)
+			return w->rc;
+		if (w->only_id != NULL) {
+			struct queue_msg_info m;
+
+			rc = state_msg_get(w->txn, w->only_id, &m);
+			if (rc == 0) {
+				rc = walk_record_cb(&m, w);
+				queue_msg_info_free(&m);
+			} else if (rc == -ENOENT) {
+				rc = 0;
+			}
+		} else {
+			rc = state_foreach_after(w->txn, w->last,
+						 walk_record_cb, w);
+		}
+		if (rc < 0) {
+			ctl_error("reading the state: %s", strerror(-rc));
+			return w->rc = EX_IOERR;
+		}
+		if (w->rc != 0 || walk_flush(w) != 0)
+			return w->rc;
+	} while (rc == WALK_PAUSE);
+	return 0;
+}
+
+/* A message in new/ that spoold has not taken yet: queued, no record. */
+static int
+walk_new_cb(const char *id, void *arg)
+{
+	struct queue_walk *w = arg;
+	struct queue_msg_info m = {0};
+	struct spool_pickup f;
+	char err[256];
+	int rc;
+
+	if (w->only_id != NULL && strcmp(w->only_id, id) != 0)
+		return 0;
+	/* one with a record was listed with the records */
+	if (walk_begin(w) != 0)
+		return w->rc;
+	if (w->txn != NULL && state_msg_get(w->txn, id, &m) == 0) {
+		queue_msg_info_free(&m);
+		return 0;
+	}
 	/* read as spoold reads it: any user may have written it */
-	if (spool_pickup_read(sp, QUEUE_DIR_NEW, id, cf->max_size, &f, err,
-			      sizeof(err)) < 0)
+	if (spool_pickup_read(w->sp, QUEUE_DIR_NEW, id, w->cf->max_size, &f,
+			      err, sizeof(err)) < 0)
 		return 0; /* taken by spoold meanwhile, or unreadable */
 	str_copy(m.id, id, sizeof(m.id));
 	m.state = QUEUE_MSG_QUEUED;
@@ -280,90 +386,61 @@ view_new_cb(const char *id, void *arg)
 	m.every = f.env.every;
 	m.flags = f.env.urgent ? QUEUE_MSG_F_URGENT : 0;
 	m.nrcpt = f.env.nrcpt;
-	m.rcpt = calloc(f.env.nrcpt, sizeof(*m.rcpt));
-	if (m.rcpt != NULL) {
-		for (size_t i = 0; i < f.env.nrcpt; i++) {
-			m.rcpt[i].address = f.env.rcpt[i].address;
-			m.rcpt[i].state = f.env.rcpt[i].state;
-		}
-		view_record_cb(&m, v);
+	m.rcpt = calloc(f.env.nrcpt ? f.env.nrcpt : 1, sizeof(*m.rcpt));
+	rc = m.rcpt != NULL ? 0 : (ctl_error("out of memory"), EX_OSERR);
+	for (size_t i = 0; rc == 0 && i < f.env.nrcpt; i++) {
+		m.rcpt[i].address = f.env.rcpt[i].address;
+		m.rcpt[i].state = f.env.rcpt[i].state;
 	}
+	if (rc == 0)
+		rc = walk_one(w, &m);
 	free(m.rcpt);
 	spool_pickup_free(&f);
-	return 0;
+	if (rc == WALK_PAUSE)
+		rc = walk_flush(w);
+	return rc != 0 ? w->rc = rc : 0;
 }
 
-static void
-view_free(struct queue_view *v)
-{
-	for (size_t i = 0; i < v->n; i++)
-		queue_msg_info_free(&v->msgs[i]);
-	free(v->msgs);
-}
-
-/* Reads LMDB (if spoold ever ran) and new/. 0 or a sysexits code. */
+/*
+ * Prints every message the filter keeps, through w->print into w->out
+ * (which walk_open made): the records in LMDB (if spoold ever ran), then
+ * new/. 0 or a sysexits code after one line; walk_close writes the rest.
+ */
 static int
-view_load(struct queue_view *v, const struct conf *cf)
+walk_run(struct queue_walk *w, const struct conf *cf)
 {
-	struct spool *sp = NULL;
-	struct state *st = NULL;
-	struct state_txn *txn;
 	char err[512];
-	void *args[3];
 	int rc;
 
-	rc = spool_open(&sp, cf->spool_dir, 0, err, sizeof(err));
+	w->cf = cf;
+	rc = spool_open(&w->sp, cf->spool_dir, 0, err, sizeof(err));
 	if (rc == -ENOENT)
-		return ctl_no_spool(cf->spool_dir);
+		return w->rc = ctl_no_spool(cf->spool_dir);
 	if (rc < 0) {
 		ctl_error("%s", err);
-		return EX_NOINPUT;
+		return w->rc = EX_NOINPUT;
 	}
-	rc = ctl_state_open(&st, cf->spool_dir, 1, err, sizeof(err));
-	if (rc == 0) {
-		rc = state_begin(st, 0, &txn);
-		if (rc == 0) {
-			rc = state_foreach(txn, view_record_cb, v);
-			state_abort(txn);
-		}
-		state_close(st);
-		if (rc < 0) {
-			ctl_error("reading the state: %s", strerror(-rc));
-			spool_close(sp);
-			return EX_IOERR;
-		}
-	} else if (rc == -EACCES || rc == -EPERM) {
-		spool_close(sp);
-		return ctl_denied(cf->spool_dir, "inspect");
-	} else if (rc != -ENOENT) {
+	rc = ctl_state_open(&w->st, cf->spool_dir, 1, err, sizeof(err));
+	if (rc == -EACCES || rc == -EPERM)
+		w->rc = ctl_denied(cf->spool_dir, "inspect");
+	else if (rc < 0 && rc != -ENOENT)
 		/* the spool is still the truth: list what new/ holds */
 		ctl_error("warning: state unreadable (%s)", err);
+	if (w->rc == 0 && w->st != NULL)
+		walk_records(w);
+	if (w->rc == 0 && w->filter != LIST_FAILED) {
+		if (w->only_id != NULL)
+			walk_new_cb(w->only_id, w);
+		else
+			spool_scan(w->sp, QUEUE_DIR_NEW, walk_new_cb, w);
 	}
-	args[0] = v;
-	args[1] = sp;
-	args[2] = (void *)cf;
-	if (v->filter != LIST_FAILED)
-		spool_scan(sp, QUEUE_DIR_NEW, view_new_cb, args);
-	spool_close(sp);
-	return 0;
-}
-
-/* view_load after loading the configuration; v is empty on failure. */
-static int
-view_load_conf(struct queue_view *v, const char *conf_path)
-{
-	struct conf cf;
-	int rc;
-
-	if ((rc = ctl_conf_load(&cf, conf_path)) != 0)
-		return rc;
-	rc = view_load(v, &cf);
-	conf_free(&cf);
-	if (rc != 0) {
-		view_free(v);
-		memset(v, 0, sizeof(*v));
-	}
-	return rc;
+	state_abort(w->txn);
+	w->txn = NULL;
+	state_close(w->st);
+	w->st = NULL;
+	spool_close(w->sp);
+	w->sp = NULL;
+	return w->rc;
 }
 
 /* ---- output -------------------------------------------------------- */
@@ -392,6 +469,8 @@ msg_digest_held(const struct queue_msg_info *m)
 	       m->state == QUEUE_MSG_DEFERRED;
 }
 
+/* One message as list --json and show --json print it: a field is added
+ * here, in the place it is to have in the object. */
 static cJSON *
 msg_to_json(const struct queue_msg_info *m)
 {
@@ -445,20 +524,23 @@ history_to_json(cJSON *o, const struct queue_msg_info *m)
 	cJSON_AddItemToObject(o, "history", h);
 }
 
+/* Prints o (then deleted) into out as ctl_json_print does, without the
+ * newline: one value of a document that may be longer. 0 or EX_OSERR. */
 static int
-print_json(cJSON *root)
+json_put(FILE *out, cJSON *o)
 {
-	char *text = cJSON_PrintUnformatted(root);
-	int rc = 0;
+	char *text = cJSON_PrintUnformatted(o);
+	char *safe = text != NULL ? str_escape_json(text) : NULL;
 
-	cJSON_Delete(root);
-	if (text == NULL) {
+	cJSON_Delete(o);
+	cJSON_free(text);
+	if (safe == NULL) {
 		ctl_error("out of memory");
 		return EX_OSERR;
 	}
-	rc = ctl_json_print(text);
-	free(text);
-	return rc;
+	fputs(safe, out);
+	free(safe);
+	return 0;
 }
 
 static void
@@ -477,42 +559,103 @@ format_age(int64_t secs, char *buf, size_t len)
 }
 
 static void
-print_msg_text(const struct queue_msg_info *m, int64_t now)
+print_msg_text(FILE *out, const struct queue_msg_info *m, int64_t now)
 {
 	char age[32], next[32], a[CTL_ESC_MAX], b[CTL_ESC_MAX];
 
 	format_age(now - m->queued_at, age, sizeof(age));
 	/* the id of a file in new/ is its name, which anyone chose */
-	printf("%s  %-10s %8llu  age %-5s attempts %u", ctl_esc(a, m->id),
-	       queue_msg_state_name(m->state), (unsigned long long)m->size, age,
-	       m->attempts);
+	fprintf(out, "%s  %-10s %8llu  age %-5s attempts %u", ctl_esc(a, m->id),
+		queue_msg_state_name(m->state), (unsigned long long)m->size,
+		age, m->attempts);
 	if (m->next_attempt > 0) {
 		format_age(m->next_attempt - now, next, sizeof(next));
-		printf("  next in %s", next);
+		fprintf(out, "  next in %s", next);
 	}
-	printf("\n  from <%s>\n", ctl_esc(a, m->sender));
+	fprintf(out, "\n  from <%s>\n", ctl_esc(a, m->sender));
 	for (size_t i = 0; i < m->nrcpt; i++)
-		printf("  to   <%s> %s%s%s\n", ctl_esc(a, m->rcpt[i].address),
-		       queue_rcpt_state_name(m->rcpt[i].state),
-		       m->rcpt[i].reply ? ": " : "",
-		       ctl_esc(b, m->rcpt[i].reply));
+		fprintf(
+		    out, "  to   <%s> %s%s%s\n", ctl_esc(a, m->rcpt[i].address),
+		    queue_rcpt_state_name(m->rcpt[i].state),
+		    m->rcpt[i].reply ? ": " : "", ctl_esc(b, m->rcpt[i].reply));
 	if (m->last_error != NULL)
-		printf("  last error: %s\n", ctl_esc(a, m->last_error));
+		fprintf(out, "  last error: %s\n", ctl_esc(a, m->last_error));
 	if (m->flags & QUEUE_MSG_F_URGENT)
-		printf("  priority urgent\n");
+		fprintf(out, "  priority urgent\n");
 	if (m->key != NULL) {
 		char until[RFC3339_LEN];
 
-		printf("  key %s, repeats %u", ctl_esc(a, m->key),
-		       (unsigned)m->repeats);
+		fprintf(out, "  key %s, repeats %u", ctl_esc(a, m->key),
+			(unsigned)m->repeats);
 		if (msg_digest_held(m))
-			printf(", held for digest until %s",
-			       format_rfc3339((time_t)m->next_attempt, until));
-		printf("\n");
+			fprintf(out, ", held for digest until %s",
+				format_rfc3339((time_t)m->next_attempt, until));
+		fprintf(out, "\n");
 	}
 }
 
 /* ---- commands ------------------------------------------------------ */
+
+static int
+list_print_json(struct queue_walk *w, const struct queue_msg_info *m, FILE *out)
+{
+	if (w->count > 0)
+		fputc(',', out);
+	return json_put(out, msg_to_json(m));
+}
+
+static int
+list_print_text(struct queue_walk *w, const struct queue_msg_info *m, FILE *out)
+{
+	print_msg_text(out, m, *(const int64_t *)w->arg);
+	return 0;
+}
+
+/* Runs w over the queue of the configuration in conf_path, between what
+ * head and tail print into the buffer; 0 or a sysexits code. */
+static int
+walk_conf(struct queue_walk *w, const char *conf_path,
+	  void (*head)(struct queue_walk *w),
+	  void (*tail)(struct queue_walk *w))
+{
+	struct conf cf;
+	int rc;
+
+	if ((rc = ctl_conf_load(&cf, conf_path)) != 0)
+		return rc;
+	/* a listing reads every page of the state: dropped as it goes, they
+	 * would otherwise stay resident, one more MB for every ~2,000
+	 * messages; show reads one record */
+	state_pages_release_set(w->only_id == NULL);
+	if ((rc = walk_open(w)) == 0) {
+		if (head != NULL)
+			head(w);
+		rc = walk_run(w, &cf);
+		if (rc == 0 && tail != NULL)
+			tail(w);
+		rc = walk_close(w);
+	}
+	conf_free(&cf);
+	return rc;
+}
+
+static void
+list_json_head(struct queue_walk *w)
+{
+	fputc('[', w->out);
+}
+
+static void
+list_json_tail(struct queue_walk *w)
+{
+	fputs("]\n", w->out);
+}
+
+static void
+list_text_tail(struct queue_walk *w)
+{
+	fprintf(w->out, "-- %zu message(s)\n", w->count);
+}
 
 int
 cmd_list(const char *conf_path, int argc, char **argv)
@@ -524,8 +667,10 @@ cmd_list(const char *conf_path, int argc, char **argv)
 	    {"held", no_argument, NULL, 'H'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct queue_view v = {.filter = LIST_QUEUE};
-	int opt, json = 0, rc;
+	int64_t now = (int64_t)time(NULL);
+	struct queue_walk w = {
+	    .filter = LIST_QUEUE, .print = list_print_text, .arg = &now};
+	int opt, json = 0;
 
 	ctl_setgid_drop(); /* sendmail -bp: a listing needs no group */
 	optind = 1;
@@ -535,13 +680,13 @@ cmd_list(const char *conf_path, int argc, char **argv)
 			json = 1;
 			break;
 		case 'a':
-			v.filter = LIST_ALL;
+			w.filter = LIST_ALL;
 			break;
 		case 'F':
-			v.filter = LIST_FAILED;
+			w.filter = LIST_FAILED;
 			break;
 		case 'H':
-			v.filter = LIST_HELD;
+			w.filter = LIST_HELD;
 			break;
 		default:
 			return EX_USAGE;
@@ -551,23 +696,11 @@ cmd_list(const char *conf_path, int argc, char **argv)
 		ctl_error("list takes no arguments");
 		return EX_USAGE;
 	}
-	if ((rc = view_load_conf(&v, conf_path)) != 0)
-		return rc;
 	if (json) {
-		cJSON *arr = cJSON_CreateArray();
-
-		for (size_t i = 0; i < v.n; i++)
-			cJSON_AddItemToArray(arr, msg_to_json(&v.msgs[i]));
-		rc = print_json(arr);
-	} else {
-		int64_t now = (int64_t)time(NULL);
-
-		for (size_t i = 0; i < v.n; i++)
-			print_msg_text(&v.msgs[i], now);
-		printf("-- %zu message(s)\n", v.n);
+		w.print = list_print_json;
+		return walk_conf(&w, conf_path, list_json_head, list_json_tail);
 	}
-	view_free(&v);
-	return rc;
+	return walk_conf(&w, conf_path, NULL, list_text_tail);
 }
 
 /* ---- mailq: Postfix's format --------------------------------------- */
@@ -581,14 +714,19 @@ cmd_list(const char *conf_path, int argc, char **argv)
 #define MAILQ_STRING_FORMAT "%-11s %7s %-20s %s\n"
 #define MAILQ_SENDER_FORMAT "%-11s %7llu %-20.20s %s\n"
 
-static void
-mailq_print_msg(const struct queue_msg_info *m)
+static int
+mailq_print_msg(struct queue_walk *w, const struct queue_msg_info *m, FILE *out)
 {
 	char id[QUEUE_ID_LEN + 3], when[32], line[CTL_ESC_MAX];
 	const char *saved = "";
 	time_t t = (time_t)m->queued_at;
 	struct tm tm;
 
+	if (w->count == 0)
+		fprintf(out, MAILQ_STRING_FORMAT, "-Queue ID-", "--Size--",
+			"----Arrival Time----", "-Sender/Recipient-------");
+	else
+		fputc('\n', out);
 	/* '*': being delivered (Postfix's active queue); '!': held */
 	snprintf(id, sizeof(id), "%s%s", m->id,
 		 m->state == QUEUE_MSG_DELIVERING ? "*"
@@ -598,10 +736,10 @@ mailq_print_msg(const struct queue_msg_info *m)
 	if (localtime_r(&t, &tm) == NULL ||
 	    strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm) == 0)
 		when[0] = '\0';
-	printf(MAILQ_SENDER_FORMAT, id, (unsigned long long)m->size, when,
-	       m->sender != NULL && m->sender[0] != '\0'
-		   ? ctl_esc(line, m->sender)
-		   : "MAILER-DAEMON");
+	fprintf(out, MAILQ_SENDER_FORMAT, id, (unsigned long long)m->size, when,
+		m->sender != NULL && m->sender[0] != '\0'
+		    ? ctl_esc(line, m->sender)
+		    : "MAILER-DAEMON");
 	for (size_t i = 0; i < m->nrcpt; i++) {
 		const struct queue_rcpt_info *r = &m->rcpt[i];
 		const char *why;
@@ -615,47 +753,39 @@ mailq_print_msg(const struct queue_msg_info *m)
 			int pad = 76 - (int)strlen(show);
 
 			saved = why;
-			printf("%*s(%s)\n", pad > 0 ? pad : 0, "",
-			       ctl_esc(line, show));
+			fprintf(out, "%*s(%s)\n", pad > 0 ? pad : 0, "",
+				ctl_esc(line, show));
 		}
-		printf(MAILQ_STRING_FORMAT, "", "", "",
-		       ctl_esc(line, r->address));
+		fprintf(out, MAILQ_STRING_FORMAT, "", "", "",
+			ctl_esc(line, r->address));
 	}
+	return 0;
+}
+
+/* The total, counted as the messages went by. */
+static void
+mailq_tail(struct queue_walk *w)
+{
+	if (w->count == 0)
+		fprintf(w->out, "Mail queue is empty\n");
+	else
+		fprintf(w->out, "\n-- %llu Kbytes in %zu Request%s.\n",
+			(unsigned long long)w->bytes / 1024, w->count,
+			w->count == 1 ? "" : "s");
 }
 
 int
 cmd_mailq(const char *conf_path)
 {
-	struct queue_view v = {.filter = LIST_QUEUE};
-	unsigned long long bytes = 0;
-	int rc;
+	struct queue_walk w = {.filter = LIST_QUEUE, .print = mailq_print_msg};
 
-	if ((rc = view_load_conf(&v, conf_path)) != 0)
-		return rc;
-	for (size_t i = 0; i < v.n; i++) {
-		if (i == 0)
-			printf(MAILQ_STRING_FORMAT, "-Queue ID-", "--Size--",
-			       "----Arrival Time----",
-			       "-Sender/Recipient-------");
-		else
-			printf("\n");
-		mailq_print_msg(&v.msgs[i]);
-		bytes += v.msgs[i].size;
-	}
-	if (v.n == 0)
-		printf("Mail queue is empty\n");
-	else
-		printf("\n-- %llu Kbytes in %zu Request%s.\n", bytes / 1024,
-		       v.n, v.n == 1 ? "" : "s");
-	if (fflush(stdout) == EOF)
-		rc = EX_IOERR;
-	view_free(&v);
-	return rc;
+	return walk_conf(&w, conf_path, NULL, mailq_tail);
 }
 
-/* Prints the header section of the spooled message. */
+/* Prints the header section of the spooled message, into out or into an
+ * array "headers" of json. */
 static int
-show_headers(const struct conf *cf, const char *id, cJSON *json)
+show_headers(FILE *out, const struct conf *cf, const char *id, cJSON *json)
 {
 	static const enum queue_dir dirs[] = {QUEUE_DIR_CUR, QUEUE_DIR_NEW,
 					      QUEUE_DIR_FAILED};
@@ -698,7 +828,7 @@ show_headers(const struct conf *cf, const char *id, cJSON *json)
 				if (line != NULL) {
 					str_escape_terminal(line, size, sep,
 							    len);
-					printf("  | %s\n", line);
+					fprintf(out, "  | %s\n", line);
 				}
 				free(line);
 			}
@@ -713,17 +843,40 @@ show_headers(const struct conf *cf, const char *id, cJSON *json)
 }
 
 static void
-print_history(const struct queue_msg_info *m)
+print_history(FILE *out, const struct queue_msg_info *m)
 {
 	char buf[RFC3339_LEN], a[CTL_ESC_MAX], b[CTL_ESC_MAX];
 
 	if (m->nhistory > 0)
-		printf("  history:\n");
+		fprintf(out, "  history:\n");
 	for (size_t i = 0; i < m->nhistory; i++)
-		printf("    %s %s %s\n",
-		       format_rfc3339((time_t)m->history[i].at, buf),
-		       ctl_esc(a, m->history[i].transport),
-		       ctl_esc(b, m->history[i].result));
+		fprintf(out, "    %s %s %s\n",
+			format_rfc3339((time_t)m->history[i].at, buf),
+			ctl_esc(a, m->history[i].transport),
+			ctl_esc(b, m->history[i].result));
+}
+
+static int
+show_print_json(struct queue_walk *w, const struct queue_msg_info *m, FILE *out)
+{
+	cJSON *o = msg_to_json(m);
+	int rc;
+
+	history_to_json(o, m);
+	show_headers(out, w->cf, m->id, o);
+	if ((rc = json_put(out, o)) == 0)
+		fputc('\n', out);
+	return rc;
+}
+
+static int
+show_print_text(struct queue_walk *w, const struct queue_msg_info *m, FILE *out)
+{
+	print_msg_text(out, m, (int64_t)time(NULL));
+	print_history(out, m);
+	fprintf(out, "  headers:\n");
+	show_headers(out, w->cf, m->id, NULL);
+	return 0;
 }
 
 int
@@ -733,15 +886,14 @@ cmd_show(const char *conf_path, int argc, char **argv)
 	    {"json", no_argument, NULL, 'j'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct queue_view v = {.filter = LIST_ALL};
-	struct conf cf;
-	int opt, json = 0, rc;
+	struct queue_walk w = {.filter = LIST_ALL, .print = show_print_text};
+	int opt, rc;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (opt != 'j')
 			return EX_USAGE;
-		json = 1;
+		w.print = show_print_json;
 	}
 	if (optind + 1 != argc) {
 		ctl_error("usage: show ID [--json]");
@@ -751,28 +903,12 @@ cmd_show(const char *conf_path, int argc, char **argv)
 		ctl_error("%s: not a queue id", argv[optind]);
 		return EX_USAGE;
 	}
-	v.only_id = argv[optind];
-	if ((rc = ctl_conf_load(&cf, conf_path)) != 0)
-		return rc;
-	rc = view_load(&v, &cf);
-	if (rc == 0 && v.n == 0) {
-		ctl_error("%s: no such message", v.only_id);
+	w.only_id = argv[optind];
+	rc = walk_conf(&w, conf_path, NULL, NULL);
+	if (rc == 0 && w.count == 0) {
+		ctl_error("%s: no such message", w.only_id);
 		rc = EX_NOINPUT;
 	}
-	if (rc == 0 && json) {
-		cJSON *o = msg_to_json(&v.msgs[0]);
-
-		history_to_json(o, &v.msgs[0]);
-		show_headers(&cf, v.only_id, o);
-		rc = print_json(o);
-	} else if (rc == 0) {
-		print_msg_text(&v.msgs[0], (int64_t)time(NULL));
-		print_history(&v.msgs[0]);
-		printf("  headers:\n");
-		show_headers(&cf, v.only_id, NULL);
-	}
-	conf_free(&cf);
-	view_free(&v);
 	return rc;
 }
 

@@ -1304,6 +1304,28 @@ test_state_foreach_count_meta(void **ctx)
 	s.stop_at = 3;
 	assert_int_equal(state_foreach(t, foreach_cb, &s), 42);
 	assert_int_equal(s.n, 3);
+	/* a walk in batches goes on after the last id it saw, present or
+	 * gone meanwhile; "" starts from the first */
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(state_foreach_after(t, "", foreach_cb, &s), 0);
+	assert_int_equal(s.n, 10);
+	memset(&s, 0, sizeof(s));
+	snprintf(id, sizeof(id), "%024d", 3);
+	assert_int_equal(state_foreach_after(t, id, foreach_cb, &s), 0);
+	assert_int_equal(s.n, 6);
+	assert_int_equal(s.names[0][QUEUE_ID_LEN - 1], '4');
+	assert_int_equal(state_msg_del(t, id), 0);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(state_foreach_after(t, id, foreach_cb, &s), 0);
+	assert_int_equal(s.n, 6);
+	assert_int_equal(s.names[0][QUEUE_ID_LEN - 1], '4');
+	memset(&s, 0, sizeof(s));
+	snprintf(id, sizeof(id), "%024d", 9);
+	assert_int_equal(state_foreach_after(t, id, foreach_cb, &s), 0);
+	assert_int_equal(s.n, 0);
+	snprintf(id, sizeof(id), "%024d", 3);
+	make_msg(&m, r, 2, id, (enum queue_msg_state)3, 3);
+	assert_int_equal(state_msg_put(t, &m), 0);
 	assert_int_equal(state_count(t, counts), 0);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(counts[i], 2);

@@ -440,10 +440,27 @@ int state_due(struct state_txn *txn, int64_t now, size_t max,
 int state_due_after(struct state_txn *txn, int64_t after, size_t max,
 		    char (*ids)[QUEUE_ID_LEN + 1], size_t *n);
 
-/* Every record in id order; stops when cb returns non-zero (returned). */
+/* Every record in id order; stops when cb returns non-zero (returned).
+ * m and its strings are valid during the call only. */
 int state_foreach(struct state_txn *txn,
 		  int (*cb)(const struct queue_msg_info *m, void *arg),
 		  void *arg);
+/* state_foreach from the first id after `after` (NULL or "": from the
+ * first): a long walk goes in batches, each in a short transaction of its
+ * own, since a read transaction left open pins every page it sees and the
+ * file grows with each write meanwhile. */
+int state_foreach_after(struct state_txn *txn, const char *after,
+			int (*cb)(const struct queue_msg_info *m, void *arg),
+			void *arg);
+/*
+ * on: from now on, walks over a readonly state in this process and in
+ * state_verify's child (state_foreach*, state_count, the check) drop the
+ * pages they have read from the process's resident memory as they go
+ * (the pages stay in the page cache), so that a walk over any queue needs
+ * the same memory, at the cost of a page fault per page read. For a
+ * listing; off by default.
+ */
+void state_pages_release_set(int on);
 
 /* Counts per state (indexed by enum queue_msg_state). */
 int state_count(struct state_txn *txn, uint64_t counts[5]);
