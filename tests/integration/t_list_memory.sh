@@ -89,7 +89,8 @@ fresh = int(sys.argv[4])
 assert ids[:n - fresh] == sorted(ids[:n - fresh]), "records out of order"
 assert set(ids[n - fresh:]) <= set(os.listdir(os.path.join(spool, "new")))
 keys = ["id", "state", "queued_at", "size", "sender", "recipients",
-        "attempts", "next_attempt", "last_error", "transport"]
+        "attempts", "next_attempt", "last_error", "transport", "key",
+        "repeats", "priority", "held_until"]
 assert all(list(m) == keys for m in doc), "fields: %s" % list(doc[0])
 r = doc[0]["recipients"][0]
 assert r["address"].startswith('"q\\"uote\\\\d'), r["address"]
