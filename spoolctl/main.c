@@ -568,7 +568,11 @@ print_msg_text(FILE *out, const struct queue_msg_info *m, int64_t now)
 	fprintf(out, "%s  %-10s %8llu  age %-5s attempts %u", ctl_esc(a, m->id),
 		queue_msg_state_name(m->state), (unsigned long long)m->size,
 		age, m->attempts);
-	if (m->next_attempt > 0) {
+	if (m->next_attempt > 0 && m->next_attempt <= now) {
+		/* due, and waiting for a delivery thread or a transport's
+		 * rate limit (the last error says which) */
+		fprintf(out, "  due now");
+	} else if (m->next_attempt > 0) {
 		format_age(m->next_attempt - now, next, sizeof(next));
 		fprintf(out, "  next in %s", next);
 	}

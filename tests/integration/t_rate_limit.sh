@@ -72,6 +72,16 @@ watch_until_arrived() {
 		up=$(up_of local)
 		[ "$up" != False ] || fail "transport local reported down: $(spoolctl status)"
 		read -r w a < <(rate_waiting)
+		if [ "$w" -gt 0 ] && [ -z "${LISTED_WAITING:-}" ]; then
+			# the text listing says a waiting message is due, never
+			# a time that has passed
+			spoolctl list >"$T/list-waiting.txt"
+			grep -q 'next in 0s\|next in -' "$T/list-waiting.txt" &&
+				fail "list: $(cat "$T/list-waiting.txt")"
+			grep -q 'due now' "$T/list-waiting.txt" ||
+				fail "list shows no message due: $(cat "$T/list-waiting.txt")"
+			LISTED_WAITING=1
+		fi
 		[ "$w" -le "$MAX_WAITING" ] || MAX_WAITING=$w
 		[ "$a" -le "$MAX_ATTEMPTS" ] || MAX_ATTEMPTS=$a
 		sleep 0.5
