@@ -263,6 +263,15 @@ name_shown(const char *name, char *buf, size_t len)
 	return buf;
 }
 
+static int
+pickup_is_stuck(const struct daemon *d, const char *id)
+{
+	for (size_t i = 0; i < SPOOLD_STUCK_MAX; i++)
+		if (strcmp(d->stuck[i], id) == 0)
+			return 1;
+	return 0;
+}
+
 /* Reads the whole of new/ into the pending list; any name that is not a
  * queue id is given one on the way. 0 or -errno. */
 static int
@@ -291,7 +300,8 @@ pickup_read_new(struct daemon *d)
 		if (de->d_name[0] == '.')
 			continue;
 		if (queue_id_valid(de->d_name)) {
-			rc = pending_add(d, de->d_name);
+			if (!pickup_is_stuck(d, de->d_name))
+				rc = pending_add(d, de->d_name);
 			continue;
 		}
 		rc = pickup_rename(d, de->d_name, id);
@@ -330,6 +340,35 @@ struct pickup_move {
 	uint32_t replaced_owner;
 };
 
+/*
+ * new/ID is refused and cannot go to failed/: a directory of another user
+ * (moving it to another folder needs write access to it). Removed if it
+ * is empty (new/ is spoold's, so its sticky bit lets spoold unlink any
+ * entry); else left in place with one log line that says what to do, and
+ * passed over by later rescans instead of being retried forever.
+ */
+static int
+pickup_stuck(struct daemon *d, const char *id, uid_t uid, const char *why,
+	     int move_rc)
+{
+	if (unlinkat(spool_dirfd(d->spool, QUEUE_DIR_NEW), id, AT_REMOVEDIR) ==
+	    0) {
+		log_warn("id=%s uid=%ld new/%s removed: %s", id, uid_num(uid),
+			 id, why);
+		return PICKUP_SKIP;
+	}
+	if (!pickup_is_stuck(d, id)) {
+		log_err("id=%s uid=%ld new/%s left in place: %s, and it cannot "
+			"be moved to failed/ (%s); remove it as root: rm -r "
+			"%s/new/%s",
+			id, uid_num(uid), id, why, strerror(-move_rc),
+			spool_path(d->spool), id);
+		str_copy(d->stuck[d->stuck_next], id, QUEUE_ID_LEN + 1);
+		d->stuck_next = (d->stuck_next + 1) % SPOOLD_STUCK_MAX;
+	}
+	return PICKUP_SKIP;
+}
+
 /* A file bad in itself: into failed/ with the reason, never delivered. */
 static int
 pickup_refuse(struct daemon *d, struct state_txn *txn, const char *id,
@@ -347,6 +386,8 @@ pickup_refuse(struct daemon *d, struct state_txn *txn, const char *id,
 	}
 	if (rc == -ENOENT)
 		return PICKUP_SKIP;
+	if (rc < 0 && !queue_err_temporary(rc))
+		return pickup_stuck(d, id, uid, why, rc);
 	if (rc < 0) {
 		log_err("id=%s cannot move to failed/: %s", id, strerror(-rc));
 		return PICKUP_RETRY;

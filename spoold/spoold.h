@@ -20,6 +20,7 @@
 #define SPOOLD_STOP_GRACE_MS 8000
 /* new/ is rescanned this often, in case inotify dropped an event. */
 #define SPOOLD_RESCAN_MS 30000
+#define SPOOLD_STUCK_MAX 64
 /* Files left in tmp/ by a killed submitter are removed after this. */
 #define SPOOLD_TMP_MAX_AGE (24 * 3600)
 
@@ -101,6 +102,11 @@ struct daemon {
 	 * doubling from 1 s to SPOOLD_RESCAN_MS while errors go on */
 	int pickup_retry;
 	uint64_t pickup_retry_due, pickup_backoff_ms;
+	/* entries of new/ that spoold can neither take nor move to failed/
+	 * (another user's non-empty directory): said once, then passed over
+	 * by rescans; a ring, so the oldest may be said again */
+	char stuck[SPOOLD_STUCK_MAX][QUEUE_ID_LEN + 1];
+	size_t stuck_next;
 
 	unsigned jobs_running;
 	/* a job's results could not be written: its records still say
