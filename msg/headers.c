@@ -162,3 +162,20 @@ msg_received_format(char *buf, size_t len, unsigned long uid, const char *host,
 		return -ERANGE;
 	return n;
 }
+
+int
+msg_received_uid(const char *msg, size_t len, unsigned long *uid)
+{
+	static const char lead[] = "Received: from userid ";
+	size_t n = sizeof(lead) - 1, i = n;
+	unsigned long v = 0;
+
+	if (len <= n || memcmp(msg, lead, n) != 0)
+		return -ENOENT;
+	for (; i < len && i < n + 10 && msg[i] >= '0' && msg[i] <= '9'; i++)
+		v = v * 10 + (unsigned long)(msg[i] - '0');
+	if (i == n || i >= len || msg[i] != ' ' || v > UINT32_MAX)
+		return -ENOENT;
+	*uid = v;
+	return 0;
+}

@@ -503,6 +503,20 @@ pickup_drop_replaced(struct daemon *d, const struct pickup_move *mv, size_t n)
 	}
 }
 
+/* Who submitted p: its file's owner, or, for a file of the daemon's user
+ * (root's spoolctl gives its files away), the uid root's spoolctl wrote
+ * in the Received line on top, which only root or spoold could write. */
+static uid_t
+pickup_submitter(const struct spool_pickup *p)
+{
+	unsigned long uid;
+
+	if (p->trusted && msg_received_uid(p->data + p->body_off,
+					   p->len - p->body_off, &uid) == 0)
+		return (uid_t)uid;
+	return p->uid;
+}
+
 /* One new/ file into the transaction: a pickup_result, or -errno on a
  * state error. */
 static int
@@ -566,14 +580,14 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 			     QUEUE_MSG_QUEUED, now_s());
 	if (rc == 0) {
 		/* the kernel's word on who submitted it, for WAIT */
-		m.owner_uid = (uint32_t)p.uid;
+		m.owner_uid = (uint32_t)pickup_submitter(&p);
 		rc = coalesce_apply(txn, &plan, &p.env, &m);
 	}
 	if (rc == 0)
 		rc = state_msg_put(txn, &m);
 	if (rc == 0) {
 		log_info("id=%s uid=%ld from=<%s> nrcpt=%zu size=%llu queued%s",
-			 id, uid_num(p.uid), m.sender, m.nrcpt,
+			 id, uid_num(pickup_submitter(&p)), m.sender, m.nrcpt,
 			 (unsigned long long)m.size,
 			 mv->copied ? " (copied)" : "");
 		pickup_coalesce_log(&m, &plan);

@@ -331,6 +331,14 @@ for i in 1 2 3; do
 		fail "nobody's -bs message $i did not arrive"
 done
 log "sendmail -bs as nobody through the setgid copy: three messages queued and delivered"
+# the pickup log names who submitted: nobody's copied files by their
+# owner, root's (given to spoold) by the uid its spoolctl recorded
+n=$(spoold_log_count "uid=$(id -u nobody) from=<app@example.org> .*queued")
+[ "$n" = 3 ] || fail "want 3 pickups logged as nobody's, got $n"
+[ "$(spoold_log_count "uid=0 from=<.*queued")" -ge 3 ] ||
+	fail "root's submissions are not logged as uid 0"
+n=$(spoold_log_count "uid=$(id -u "$SPOOLD_USER") from=<.*queued")
+[ "$n" = 0 ] || fail "$n submissions logged as spoold's own"
 
 # --- mailq shows a deferred message's reason and a held one's mark ---
 printf 'Subject: later\n\nx\n' | "$SENDMAIL" later@example.net

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1689,6 +1690,36 @@ test_compose_body(void **state)
 	}
 }
 
+static void
+test_received_uid(void **state)
+{
+	char buf[MSG_RECEIVED_MAX];
+	unsigned long uid = 7;
+	int n;
+
+	(void)state;
+	n = msg_received_format(buf, sizeof(buf), 1000, "host", "abc", 0);
+	assert_true(n > 0);
+	assert_int_equal(msg_received_uid(buf, (size_t)n, &uid), 0);
+	assert_int_equal(uid, 1000);
+	n = msg_received_format(buf, sizeof(buf), 0, "host", "abc", 0);
+	assert_int_equal(msg_received_uid(buf, (size_t)n, &uid), 0);
+	assert_int_equal(uid, 0);
+	/* anything else is not the field spoolctl writes */
+	static const char *const bad[] = {
+	    "Received: from userid  1 by x",
+	    "Received: from userid 1",
+	    "Received: from userid x by x",
+	    "Received: from userid 99999999999 by x",
+	    "received: from userid 1 by x",
+	    "Subject: x\r\nReceived: from userid 1 by x",
+	    "",
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+		assert_int_equal(msg_received_uid(bad[k], strlen(bad[k]), &uid),
+				 -ENOENT);
+}
+
 int
 main(void)
 {
@@ -1721,6 +1752,7 @@ main(void)
 	    cmocka_unit_test(test_compose_injection),
 	    cmocka_unit_test(test_compose_from),
 	    cmocka_unit_test(test_compose_body),
+	    cmocka_unit_test(test_received_uid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -242,4 +242,12 @@ int msg_compose(const struct msg_compose_opts *o, struct msg_prepared *out,
 int msg_received_format(char *buf, size_t len, unsigned long uid,
 			const char *host, const char *id, time_t when);
 
+/*
+ * The uid in such a field when it is the first line of msg (len bytes):
+ * 0 and *uid, or -ENOENT. Only for a file whose owner vouches for it (one
+ * of the daemon's, written by root's spoolctl): any other file's first
+ * line is the submitter's word.
+ */
+int msg_received_uid(const char *msg, size_t len, unsigned long *uid);
+
 #endif
