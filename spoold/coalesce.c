@@ -1,7 +1,7 @@
 /*
  * coalesce.c - coalescing by key (see coalesce.h).
  *
- * A key's state is one entry of the state's metadata, "coalesce KEY" ->
+ * A key's state is one entry of the state's metadata, "coalesce UID KEY" ->
  * "QUEUED SENT": the id of its message still waiting ("-" if none) and
  * when one of its messages was last delivered (0: never). The repeat
  * count and the first and last submission live in the queued message's
@@ -31,25 +31,27 @@ struct coalesce_key {
 	int64_t sent_at;
 };
 
+/* Keys are the submitter's own: another local user's message with the
+ * same key neither replaces nor holds it. */
 static void
-coalesce_meta_name(char *buf, size_t len, const char *key)
+coalesce_meta_name(char *buf, size_t len, uint32_t uid, const char *key)
 {
-	snprintf(buf, len, COALESCE_META_PREFIX "%s", key);
+	snprintf(buf, len, COALESCE_META_PREFIX "%" PRIu32 " %s", uid, key);
 }
 
 /* The key's state; a missing or unreadable entry is a fresh key (the
  * entry is derived: at worst one more mail goes out). */
 static int
-coalesce_key_get(struct state_txn *txn, const char *key,
+coalesce_key_get(struct state_txn *txn, uint32_t uid, const char *key,
 		 struct coalesce_key *out)
 {
-	char name[sizeof(COALESCE_META_PREFIX) + SPOOL_KEY_MAX], val[64];
+	char name[sizeof(COALESCE_META_PREFIX) + 11 + SPOOL_KEY_MAX], val[64];
 	char id[QUEUE_ID_LEN + 2];
 	long long sent;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	coalesce_meta_name(name, sizeof(name), key);
+	coalesce_meta_name(name, sizeof(name), uid, key);
 	rc = state_meta_get(txn, name, val, sizeof(val));
 	if (rc == -ENOENT || rc == -ERANGE)
 		return 0;
@@ -64,19 +66,19 @@ coalesce_key_get(struct state_txn *txn, const char *key,
 }
 
 static int
-coalesce_key_put(struct state_txn *txn, const char *key,
+coalesce_key_put(struct state_txn *txn, uint32_t uid, const char *key,
 		 const struct coalesce_key *k)
 {
-	char name[sizeof(COALESCE_META_PREFIX) + SPOOL_KEY_MAX], val[64];
+	char name[sizeof(COALESCE_META_PREFIX) + 11 + SPOOL_KEY_MAX], val[64];
 
-	coalesce_meta_name(name, sizeof(name), key);
+	coalesce_meta_name(name, sizeof(name), uid, key);
 	snprintf(val, sizeof(val), "%s %" PRId64,
 		 k->queued[0] ? k->queued : "-", k->sent_at);
 	return state_meta_put(txn, name, val);
 }
 
 int
-coalesce_plan(struct state_txn *txn, const char *id,
+coalesce_plan(struct state_txn *txn, const char *id, uint32_t uid,
 	      const struct spool_envelope *env, int64_t now,
 	      struct coalesce_plan *out)
 {
@@ -94,15 +96,16 @@ coalesce_plan(struct state_txn *txn, const char *id,
 	/* urgent is never held nor merged */
 	if (env->key == NULL || env->urgent)
 		return 0;
-	if ((rc = coalesce_key_get(txn, env->key, &k)) < 0)
+	if ((rc = coalesce_key_get(txn, uid, env->key, &k)) < 0)
 		return rc;
 	if (k.queued[0] != '\0' && strcmp(k.queued, id) != 0) {
 		rc = state_msg_get(txn, k.queued, &old);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
 		if (rc == 0) {
-			int same =
-			    old.key != NULL && strcmp(old.key, env->key) == 0;
+			int same = old.key != NULL &&
+				   strcmp(old.key, env->key) == 0 &&
+				   old.owner_uid == uid;
 
 			if (same && (old.state == QUEUE_MSG_QUEUED ||
 				     old.state == QUEUE_MSG_DEFERRED)) {
@@ -177,10 +180,10 @@ coalesce_apply(struct state_txn *txn, const struct coalesce_plan *pl,
 		if ((rc = metrics_count_coalesced(txn, 1)) < 0)
 			return rc;
 	}
-	if ((rc = coalesce_key_get(txn, env->key, &k)) < 0)
+	if ((rc = coalesce_key_get(txn, m->owner_uid, env->key, &k)) < 0)
 		return rc;
 	str_copy(k.queued, m->id, sizeof(k.queued));
-	return coalesce_key_put(txn, env->key, &k);
+	return coalesce_key_put(txn, m->owner_uid, env->key, &k);
 }
 
 int
@@ -286,10 +289,10 @@ coalesce_sent(struct state_txn *txn, const struct queue_msg_info *m,
 
 	if (m->key == NULL)
 		return 0;
-	if ((rc = coalesce_key_get(txn, m->key, &k)) < 0)
+	if ((rc = coalesce_key_get(txn, m->owner_uid, m->key, &k)) < 0)
 		return rc;
 	if (strcmp(k.queued, m->id) == 0)
 		k.queued[0] = '\0';
 	k.sent_at = now;
-	return coalesce_key_put(txn, m->key, &k);
+	return coalesce_key_put(txn, m->owner_uid, m->key, &k);
 }

@@ -33,11 +33,12 @@ struct coalesce_plan {
 };
 
 /*
- * What the message id with envelope env, picked up at now, becomes; reads
- * the key's state and the record of its queued message in txn. 0 or
+ * What the message id that uid submitted with envelope env, picked up at
+ * now, becomes: keys are each submitter's own. Reads the key's state and
+ * the record of its queued message in txn. 0 or
  * -errno (a state error).
  */
-int coalesce_plan(struct state_txn *txn, const char *id,
+int coalesce_plan(struct state_txn *txn, const char *id, uint32_t uid,
 		  const struct spool_envelope *env, int64_t now,
 		  struct coalesce_plan *out);
 

@@ -404,19 +404,39 @@ static int
 pickup_copy(struct daemon *d, const char *id, const struct spool_pickup *p,
 	    size_t *trace_len)
 {
-	char trace[MSG_RECEIVED_MAX], err[512];
+	char trace[MSG_RECEIVED_MAX] = "", err[512];
 	int rc;
 
-	rc = msg_received_format(trace, sizeof(trace), (unsigned long)p->uid,
-				 daemon_hostname(), id, time(NULL));
-	if (rc < 0)
-		return rc;
-	*trace_len = (size_t)rc;
+	/* a file of the daemon's own is copied only to be rewritten (a
+	 * digest): its submitter's Received line is in it already */
+	*trace_len = 0;
+	if (!p->trusted) {
+		rc = msg_received_format(trace, sizeof(trace),
+					 (unsigned long)p->uid,
+					 daemon_hostname(), id, time(NULL));
+		if (rc < 0)
+			return rc;
+		*trace_len = (size_t)rc;
+	}
 	rc = spool_pickup_stage(d->spool, QUEUE_DIR_CUR, id, p, trace, err,
 				sizeof(err));
 	if (rc < 0)
 		log_err("id=%s pickup deferred: %s", id, err);
 	return rc;
+}
+
+/* Who submitted p: its file's owner, or, for a file of the daemon's user
+ * (root's spoolctl gives its files away), the uid root's spoolctl wrote
+ * in the Received line on top, which only root or spoold could write. */
+static uid_t
+pickup_submitter(const struct spool_pickup *p)
+{
+	unsigned long uid;
+
+	if (p->trusted && msg_received_uid(p->data + p->body_off,
+					   p->len - p->body_off, &uid) == 0)
+		return (uid_t)uid;
+	return p->uid;
 }
 
 /*
@@ -426,14 +446,14 @@ pickup_copy(struct daemon *d, const char *id, const struct spool_pickup *p,
  * not, -errno.
  */
 static int
-pickup_coalesce(struct state_txn *txn, const char *id, struct spool_pickup *p,
-		struct coalesce_plan *plan)
+pickup_coalesce(struct state_txn *txn, const char *id, uid_t who,
+		struct spool_pickup *p, struct coalesce_plan *plan)
 {
 	char *msg = NULL, *data;
 	size_t len;
 	int rc;
 
-	rc = coalesce_plan(txn, id, &p->env, now_s(), plan);
+	rc = coalesce_plan(txn, id, (uint32_t)who, &p->env, now_s(), plan);
 	if (rc < 0 || !coalesce_needs_rewrite(plan->repeats))
 		return rc;
 	rc = coalesce_rewrite(p->data + p->body_off, p->len - p->body_off,
@@ -503,20 +523,6 @@ pickup_drop_replaced(struct daemon *d, const struct pickup_move *mv, size_t n)
 	}
 }
 
-/* Who submitted p: its file's owner, or, for a file of the daemon's user
- * (root's spoolctl gives its files away), the uid root's spoolctl wrote
- * in the Received line on top, which only root or spoold could write. */
-static uid_t
-pickup_submitter(const struct spool_pickup *p)
-{
-	unsigned long uid;
-
-	if (p->trusted && msg_received_uid(p->data + p->body_off,
-					   p->len - p->body_off, &uid) == 0)
-		return (uid_t)uid;
-	return p->uid;
-}
-
 /* One new/ file into the transaction: a pickup_result, or -errno on a
  * state error. */
 static int
@@ -528,6 +534,7 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 	struct coalesce_plan plan;
 	char err[512], fresh[QUEUE_ID_LEN + 1];
 	size_t trace_len = 0;
+	uid_t who;
 	int rc, known;
 
 	rc = spool_pickup_read(d->spool, QUEUE_DIR_NEW, id, d->gen->cf.max_size,
@@ -541,6 +548,8 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 	}
 	if (rc < 0)
 		return pickup_refuse(d, txn, id, p.uid, err);
+	/* before a digest's rewrite puts its own field on top */
+	who = pickup_submitter(&p);
 	rc = state_msg_get(txn, id, &m);
 	known = rc == 0;
 	if (known &&
@@ -559,7 +568,7 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 	str_copy(mv->id, id, sizeof(mv->id));
 	mv->replaced[0] = '\0';
 	plan.verdict = COALESCE_NONE;
-	if (!known && (rc = pickup_coalesce(txn, id, &p, &plan)) < 0)
+	if (!known && (rc = pickup_coalesce(txn, id, who, &p, &plan)) < 0)
 		goto out;
 	mv->copied = !p.trusted || rc == 1; /* rewritten: a copy */
 	mv->copy_done = 0;
@@ -580,14 +589,14 @@ pickup_one(struct daemon *d, struct state_txn *txn, const char *id,
 			     QUEUE_MSG_QUEUED, now_s());
 	if (rc == 0) {
 		/* the kernel's word on who submitted it, for WAIT */
-		m.owner_uid = (uint32_t)pickup_submitter(&p);
+		m.owner_uid = (uint32_t)who;
 		rc = coalesce_apply(txn, &plan, &p.env, &m);
 	}
 	if (rc == 0)
 		rc = state_msg_put(txn, &m);
 	if (rc == 0) {
 		log_info("id=%s uid=%ld from=<%s> nrcpt=%zu size=%llu queued%s",
-			 id, uid_num(pickup_submitter(&p)), m.sender, m.nrcpt,
+			 id, uid_num(who), m.sender, m.nrcpt,
 			 (unsigned long long)m.size,
 			 mv->copied ? " (copied)" : "");
 		pickup_coalesce_log(&m, &plan);

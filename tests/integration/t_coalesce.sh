@@ -123,6 +123,11 @@ n=$(grep -l "X-Spoold-Repeated: 5 times" "$SINK_DIR"/*.eml | wc -l)
 [ "$n" = 1 ] || fail "no X-Spoold-Repeated: 5 times header"
 grep -l 'X-Spoold-Repeated' "$SINK_DIR"/*.eml | xargs grep -q 'd5 line 0' ||
 	fail "the digest does not carry the last body"
+# root's digest says once, and truly, who submitted it
+dig=$(grep -l "X-Spoold-Repeated: 5 times" "$SINK_DIR"/*.eml)
+[ "$(grep -c '^Received: from userid' "$dig")" = 1 ] &&
+	grep -q '^Received: from userid 0 ' "$dig" ||
+	fail "the digest's Received lines: $(grep '^Received' "$dig")"
 log "section 1 ok"
 
 # --- 2. relay up, --every 15s: the first at once, then one digest -----
@@ -201,6 +206,13 @@ usub() { # KEY SUBJECT
 [ "$(usub nob n1)" = 0 ] || fail "nobody first: $(cat "$T/usub.err")"
 wait_for_count $((base + 2)) 10
 [ "$(usub nob n2)" = 10 ] || fail "nobody repeat: $(cat "$T/usub.err")"
+# keys are each submitter's own: nobody's message with root's key neither
+# replaces root's held digest nor is held by root's window
+[ "$(usub health-node7 n3)" = 0 ] ||
+	fail "nobody with root's key: $(cat "$T/usub.err")"
+wait_for_count $((base + 3)) 10
+[ "$(list_json '[m["repeats"] for m in d if m["key"] == "health-node7"]')" = '[1]' ] ||
+	fail "root's held message changed: $(spoolctl list --json)"
 log "section 4 ok"
 
 # --- 5. hostile keys -------------------------------------------------

@@ -338,7 +338,7 @@ pickup(struct state_txn *tx, const char *id, const struct spool_envelope *env,
 	struct queue_msg_info m;
 	struct queue_rcpt_info r;
 
-	assert_int_equal(coalesce_plan(tx, id, env, now, pl), 0);
+	assert_int_equal(coalesce_plan(tx, id, 0, env, now, pl), 0);
 	msg_init(&m, &r, id, QUEUE_MSG_QUEUED, now);
 	assert_int_equal(coalesce_apply(tx, pl, env, &m), 0);
 	assert_int_equal(state_msg_put(tx, &m), 0);
@@ -375,7 +375,7 @@ test_coalesce_plan(void **ctx)
 	/* urgent: never merged or held, and the key's state untouched */
 	env_init(&urgent, "disk", 60);
 	urgent.urgent = 1;
-	assert_int_equal(coalesce_plan(tx, ids[4], &urgent, 1006, &pl), 0);
+	assert_int_equal(coalesce_plan(tx, ids[4], 0, &urgent, 1006, &pl), 0);
 	assert_int_equal(pl.verdict, COALESCE_NONE);
 	/* sent at 1010: the window runs to 1070 */
 	assert_int_equal(state_msg_get(tx, ids[1], &m), 0);
@@ -400,10 +400,15 @@ test_coalesce_plan(void **ctx)
 	assert_int_equal(coalesce_sent(tx, &m, 1070), 0);
 	queue_msg_info_free(&m);
 	assert_int_equal(state_msg_del(tx, ids[3]), 0);
-	assert_int_equal(coalesce_plan(tx, ids[4], &env, 1131, &pl), 0);
+	assert_int_equal(coalesce_plan(tx, ids[4], 0, &env, 1131, &pl), 0);
 	assert_int_equal(pl.verdict, COALESCE_QUEUED);
 	env_init(&env, "other", 60);
-	assert_int_equal(coalesce_plan(tx, ids[4], &env, 1071, &pl), 0);
+	assert_int_equal(coalesce_plan(tx, ids[4], 0, &env, 1071, &pl), 0);
+	assert_int_equal(pl.verdict, COALESCE_QUEUED);
+	/* another user's message of the same key is a message of its own:
+	 * it neither replaces nor is held by uid 0's */
+	env_init(&env, "disk", 60);
+	assert_int_equal(coalesce_plan(tx, ids[4], 65534, &env, 1072, &pl), 0);
 	assert_int_equal(pl.verdict, COALESCE_QUEUED);
 	assert_int_equal(state_commit(tx), 0);
 	state_close(st);
