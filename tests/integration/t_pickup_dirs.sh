@@ -25,7 +25,12 @@ start_spoold
 as_nobody mkdir "$SPOOL/tmp/empty-dir"
 as_nobody mkdir -m 700 "$SPOOL/tmp/full-dir"
 as_nobody touch "$SPOOL/tmp/full-dir/x"
-as_nobody mv "$SPOOL/tmp/empty-dir" "$SPOOL/tmp/full-dir" "$SPOOL/new/"
+# rename(2) alone: mv looks at what it moved, which spoold may have
+# removed by then
+as_nobody python3 -c 'import os, sys
+for name in sys.argv[2:]:
+    os.rename(os.path.join(sys.argv[1], "tmp", name),
+              os.path.join(sys.argv[1], "new", name))' "$SPOOL" empty-dir full-dir
 printf 'Subject: root during dirs\n\nx\n' | spoolctl submit a@example.net \
 	>/dev/null || fail "root's submit"
 wait_for_count 1 20
