@@ -432,6 +432,9 @@ health_session_start(struct health *h)
 	p->gen = g;
 	p->index = i;
 	p->work.data = p;
+	/* a failure here is the probe's too, which reports it */
+	(void)transport_probe_prepare(g->transports[i], p->diag,
+				      sizeof(p->diag));
 	g->refs++;
 	if (uv_queue_work(d->loop, &p->work, health_session_run,
 			  health_session_done) < 0) {

@@ -326,7 +326,15 @@ smtp_deliver(struct transport *base, struct transport_msg *msgs, size_t n,
 	return c->smtp_deliver(t, msgs, n, sess);
 }
 
-/* The probe is libcurl's session (smtp_probe.c), loaded at the first. */
+/* The probe is libcurl's session (smtp_probe.c): its module is loaded,
+ * and libcurl and OpenSSL set up, on the loop thread at the first. */
+static int
+smtp_probe_prepare(struct transport *base, char *diag, size_t len)
+{
+	(void)base;
+	return module_curl_get(diag, len) != NULL ? 0 : -ENOENT;
+}
+
 static int
 smtp_probe_run(struct transport *base, char *diag, size_t len)
 {
@@ -416,5 +424,6 @@ const struct transport_ops transport_smtp_ops = {
     .create = smtp_create,
     .deliver = smtp_deliver,
     .probe = smtp_probe_run,
+    .probe_prepare = smtp_probe_prepare,
     .destroy = smtp_destroy,
 };

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "spool/util.h"
 #include "spool/transport.h"
 #include "module.h"
@@ -150,10 +152,26 @@ transport_msg_settled(struct transport_msg *m)
 }
 
 int
-transport_probe(struct transport *t, char *diag, size_t len)
+transport_probe_prepare(struct transport *t, char *diag, size_t len)
 {
 	diag[0] = '\0';
-	return t->ops->probe != NULL ? t->ops->probe(t, diag, len) : 0;
+	return t->ops->probe_prepare != NULL
+		   ? t->ops->probe_prepare(t, diag, len)
+		   : 0;
+}
+
+int
+transport_probe(struct transport *t, char *diag, size_t len)
+{
+	int rc;
+
+	diag[0] = '\0';
+	rc = t->ops->probe != NULL ? t->ops->probe(t, diag, len) : 0;
+	/* probes run on libuv's pool threads, which are never joined: the
+	 * state OpenSSL keeps per thread (its error queue) is freed now,
+	 * not left behind at exit */
+	OPENSSL_thread_stop();
+	return rc;
 }
 
 void

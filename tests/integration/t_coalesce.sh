@@ -103,7 +103,9 @@ done
 [ "$(list_json 'len(d)')" = 3 ] || fail "want 3 queued: $(spoolctl list --json)"
 [ "$(list_json '[m["repeats"] for m in d if m["key"] == "disk"][0]')" = 5 ] ||
 	fail "repeat count: $(spoolctl list --json)"
-spoolctl list | grep -q 'key disk, repeats 5' || fail "list: $(spoolctl list)"
+# not a pipe into grep -q: under pipefail, spoolctl would fail writing
+# to the grep that stopped reading
+grep -q 'key disk, repeats 5' <<<"$(spoolctl list)" || fail "list: $(spoolctl list)"
 [ "$(spool_files new cur)" = 3 ] || fail "replaced files left in the spool"
 [ "$(spoold_log_count 'key=disk status=coalesced')" = 4 ] ||
 	fail "want 4 status=coalesced log lines"
@@ -189,8 +191,8 @@ hdr_msg s2 | "$SENDMAIL" -C "$CONF" -t -i 2>/dev/null || rc=$?
 	fail "held state: $(spoolctl list --json)"
 [ "$(list_json '[m["held_until"] is not None and m["repeats"] == 1 for m in d][0]')" = True ] ||
 	fail "held_until: $(spoolctl list --json)"
-spoolctl show "$(list_json '[m["id"] for m in d][0]')" |
-	grep -q 'key health-node7, repeats 1, held for digest until' ||
+grep -q 'key health-node7, repeats 1, held for digest until' \
+	<<<"$(spoolctl show "$(list_json '[m["id"] for m in d][0]')")" ||
 	fail "show lacks the hold: $(spoolctl show "$(list_json '[m["id"] for m in d][0]')")"
 setgid_spoolctl
 chmod 644 "$CONF"

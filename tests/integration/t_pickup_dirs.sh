@@ -42,7 +42,7 @@ removed=$(log_lines | grep -c 'removed: not a regular file') || true
 [ "$removed" = 1 ] || fail "want one 'removed' line, got $removed: $(log_lines)"
 left=$(log_lines | grep -c 'left in place: not a regular file') || true
 [ "$left" = 1 ] || fail "want one 'left in place' line, got $left: $(log_lines)"
-log_lines | grep 'left in place' | grep -q 'remove it as root: rm -r ' ||
+grep -q "remove it as root: rm -r " <<<"$(log_lines | grep "left in place")" ||
 	fail "the line does not say what to do: $(log_lines | grep 'left in place')"
 n=$(log_lines | grep -c 'cannot move to failed') || true
 [ "$n" = 0 ] || fail "$n 'cannot move to failed/' lines: retried"

@@ -96,6 +96,10 @@ struct transport_ops {
 	 * Blocks like deliver(). 0, or -errno with one line in diag.
 	 * NULL: nothing to test beyond the HTTP probe. */
 	int (*probe)(struct transport *t, char *diag, size_t len);
+	/* Loads what probe() needs, called on the loop thread before probe()
+	 * runs on a pool thread: a library set up from a pool thread keeps
+	 * per-thread state that the thread never frees. NULL: nothing. */
+	int (*probe_prepare)(struct transport *t, char *diag, size_t len);
 	void (*destroy)(struct transport *t);
 };
 
@@ -122,6 +126,9 @@ int transport_deliver(struct transport *t, struct transport_msg *msgs, size_t n,
 void transport_destroy(struct transport *t); /* NULL is a no-op */
 /* The transport's own probe (see transport_ops.probe); 0 if it has none. */
 int transport_probe(struct transport *t, char *diag, size_t len);
+/* See transport_ops.probe_prepare: 0, or -errno with one line in diag
+ * (the probe then fails with the same). */
+int transport_probe_prepare(struct transport *t, char *diag, size_t len);
 /* Makes probes in flight, and any later one, fail at once: for a stop. */
 void transport_probe_cancel_all(void);
 /* For transports: reports m's outcome to its settled hook, if any. */
