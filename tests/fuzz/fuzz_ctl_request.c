@@ -23,10 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 check_request(const struct ctl_reader *r, const struct ctl_request *req)
 {
-	if (req->verb > CTL_SUBMITTED || req->nargs > CTL_ARGS_MAX)
+	if (req->verb > CTL_METRICS || req->nargs > CTL_ARGS_MAX)
 		abort();
 	if ((req->verb == CTL_PING || req->verb == CTL_PROBE ||
-	     req->verb == CTL_STATUS) &&
+	     req->verb == CTL_STATUS || req->verb == CTL_METRICS) &&
 	    req->nargs != 0)
 		abort();
 	for (size_t i = 0; i < req->nargs; i++) {
@@ -40,7 +40,7 @@ check_request(const struct ctl_reader *r, const struct ctl_request *req)
 				abort();
 		/* control.c checks every id before acting on it */
 		if (req->verb != CTL_PING && req->verb != CTL_PROBE &&
-		    req->verb != CTL_STATUS)
+		    req->verb != CTL_STATUS && req->verb != CTL_METRICS)
 			(void)queue_id_valid(a);
 	}
 }

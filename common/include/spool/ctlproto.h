@@ -39,6 +39,8 @@ enum ctl_verb {
 	 * submitter: "OK pending", "OK queued", "OK merged N", "OK held T" */
 	CTL_SUBMITTED,
 	CTL_METRICS, /* the same in the Prometheus text format: for anyone */
+	/* a new verb goes here, last: tests/fuzz/fuzz_ctl_request.c checks
+	 * the range and which verbs take no argument */
 };
 
 /* A parsed request; args point into the line it was parsed from. */
