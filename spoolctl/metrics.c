@@ -31,21 +31,10 @@ metrics_local(const struct conf *cf, struct spool *sp)
 	struct metrics_transport t[CONF_MAX_TRANSPORTS];
 	struct state *st = NULL;
 	struct state_txn *txn = NULL;
-	char err[512];
 	int rc;
 
-	rc = ctl_state_open(&st, cf->spool_dir, 1, err, sizeof(err));
-	if (rc == -EACCES || rc == -EPERM)
-		return -EACCES;
-	if (rc < 0 && rc != -ENOENT) {
-		ctl_error("%s", err);
-		return EX_IOERR;
-	}
-	if (st != NULL && (rc = state_begin(st, 0, &txn)) < 0) {
-		state_close(st);
-		ctl_error("reading the state: %s", strerror(-rc));
-		return EX_IOERR;
-	}
+	if ((rc = ctl_state_read(cf->spool_dir, &st, &txn)) != 0)
+		return rc;
 	for (size_t i = 0; i < cf->transport_count; i++) {
 		t[i].name = cf->transports[i].name;
 		t[i].up = metrics_health_saved(txn, t[i].name);

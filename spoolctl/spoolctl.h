@@ -40,6 +40,11 @@ int ctl_no_spool(const char *spool_dir);
  * -EBADMSG instead of crashing spoolctl inside LMDB. */
 int ctl_state_open(struct state **st, const char *spool_dir, int readonly,
 		   char *err, size_t errlen);
+/* The state opened read-only with a read transaction, for status and
+ * metrics: 0 (both NULL when there is no state yet), -EACCES when this
+ * user may not read it, or EX_IOERR after one line. */
+int ctl_state_read(const char *spool_dir, struct state **st,
+		   struct state_txn **txn);
 
 /*
  * spoolctl installed setgid to the submit group (setgid.c). init: at

@@ -120,6 +120,30 @@ status_from_daemon(struct status *s, const char *reply)
 	return 0;
 }
 
+int
+ctl_state_read(const char *spool_dir, struct state **st, struct state_txn **txn)
+{
+	char err[512];
+	int rc;
+
+	*st = NULL;
+	*txn = NULL;
+	rc = ctl_state_open(st, spool_dir, 1, err, sizeof(err));
+	if (rc == -EACCES || rc == -EPERM)
+		return -EACCES;
+	if (rc < 0 && rc != -ENOENT) {
+		ctl_error("%s", err);
+		return EX_IOERR;
+	}
+	if (*st != NULL && (rc = state_begin(*st, 0, txn)) < 0) {
+		state_close(*st);
+		*st = NULL;
+		ctl_error("reading the state: %s", strerror(-rc));
+		return EX_IOERR;
+	}
+	return 0;
+}
+
 /* The queue read from the spool and LMDB: 0, -EACCES when this user may
  * not read them, or a sysexits code after one line on stderr. */
 static int
@@ -127,21 +151,10 @@ status_read_local(struct status *s, struct spool *sp, const struct conf *cf)
 {
 	struct state *st = NULL;
 	struct state_txn *txn = NULL;
-	char err[512];
 	int rc;
 
-	rc = ctl_state_open(&st, cf->spool_dir, 1, err, sizeof(err));
-	if (rc == -EACCES || rc == -EPERM)
-		return -EACCES;
-	if (rc < 0 && rc != -ENOENT) {
-		ctl_error("%s", err);
-		return EX_IOERR;
-	}
-	if (st != NULL && (rc = state_begin(st, 0, &txn)) < 0) {
-		state_close(st);
-		ctl_error("reading the state: %s", strerror(-rc));
-		return EX_IOERR;
-	}
+	if ((rc = ctl_state_read(cf->spool_dir, &st, &txn)) != 0)
+		return rc;
 	rc = queue_summary_read(sp, txn, &s->q);
 	if (rc == 0 && txn != NULL)
 		status_health(s, txn);

@@ -579,31 +579,41 @@ ctl_msg_view_one(struct control *ctl, const char *id, struct ctl_msg_view *v)
 	return -ENOENT;
 }
 
-/* As ctl_msg_view_one; a message that newer ones of its key replaced
- * fares as the newest does, and its submitter keeps the right to ask.
+/* 1 if id was replaced by newer messages of its key, with the newest of
+ * that chain in newest and id's submitter in owner; 0 if it was not.
  * Bounded: once ids wrap around the ring, it could hold a cycle. */
+static int
+ctl_replaced_newest(const struct control *ctl, const char *id, uint32_t *owner,
+		    char newest[QUEUE_ID_LEN + 1])
+{
+	char by[QUEUE_ID_LEN + 1];
+	uint32_t uid;
+
+	if (!ctl_recent_find(ctl, id, owner, by) || by[0] == '\0')
+		return 0;
+	for (int hop = 0; hop < 64; hop++) {
+		str_copy(newest, by, QUEUE_ID_LEN + 1);
+		if (!ctl_recent_find(ctl, newest, &uid, by) || by[0] == '\0')
+			break;
+	}
+	return 1;
+}
+
+/* As ctl_msg_view_one; a message that newer ones of its key replaced
+ * fares as the newest does, and its submitter keeps the right to ask. */
 static int
 ctl_msg_view(struct control *ctl, const char *id, struct ctl_msg_view *v)
 {
-	char by[QUEUE_ID_LEN + 1], at[QUEUE_ID_LEN + 1];
-	uint32_t owner, first_owner = 0;
+	char newest[QUEUE_ID_LEN + 1];
+	uint32_t owner;
+	int rc = ctl_msg_view_one(ctl, id, v);
 
-	str_copy(at, id, sizeof(at));
-	for (int hop = 0; hop < 64; hop++) {
-		int rc = ctl_msg_view_one(ctl, at, v);
-
-		if (rc != -ENOENT) {
-			if (rc == 0 && hop > 0)
-				v->owner = first_owner;
-			return rc;
-		}
-		if (!ctl_recent_find(ctl, at, &owner, by) || by[0] == '\0')
-			return -ENOENT;
-		if (hop == 0)
-			first_owner = owner;
-		str_copy(at, by, sizeof(at));
-	}
-	return -ENOENT;
+	if (rc != -ENOENT || !ctl_replaced_newest(ctl, id, &owner, newest))
+		return rc;
+	rc = ctl_msg_view_one(ctl, newest, v);
+	if (rc == 0)
+		v->owner = owner;
+	return rc;
 }
 
 static int
@@ -782,33 +792,27 @@ ctl_do_status(struct ctl_conn *c, struct ctl_request *req)
 
 /* ---- SUBMITTED: what coalescing made of a submission -------------- */
 
-/* The record of the message that replaced id (perhaps through newer
- * ones) into *m: 0; 1 if that message was sent meanwhile; or -errno. */
+/* The record of the newest message that replaced id into *m: 0; 1 if
+ * that message was sent meanwhile; or -errno. */
 static int
 ctl_submitted_newest(struct control *ctl, const char *id,
 		     struct queue_msg_info *m)
 {
-	char at[QUEUE_ID_LEN + 1], by[QUEUE_ID_LEN + 1];
+	char newest[QUEUE_ID_LEN + 1], by[QUEUE_ID_LEN + 1];
+	struct state_txn *txn;
 	uint32_t owner;
+	int rc;
 
-	str_copy(at, id, sizeof(at));
-	for (int hop = 0; hop < 64; hop++) {
-		struct state_txn *txn;
-		int rc = state_begin(ctl->d->state, 0, &txn);
-
-		if (rc < 0)
-			return rc;
-		rc = state_msg_get(txn, at, m);
-		state_abort(txn);
-		if (rc != -ENOENT)
-			return rc;
-		if (!ctl_recent_find(ctl, at, &owner, by))
-			return -ENOENT;
-		if (by[0] == '\0')
-			return 1;
-		str_copy(at, by, sizeof(at));
-	}
-	return -ENOENT;
+	if (!ctl_replaced_newest(ctl, id, &owner, newest))
+		return -ENOENT;
+	if ((rc = state_begin(ctl->d->state, 0, &txn)) < 0)
+		return rc;
+	rc = state_msg_get(txn, newest, m);
+	state_abort(txn);
+	if (rc == -ENOENT && ctl_recent_find(ctl, newest, &owner, by) &&
+	    by[0] == '\0')
+		return 1;
+	return rc;
 }
 
 /* SUBMITTED ID: "pending" while the file waits in new/, then "queued"
@@ -848,7 +852,9 @@ ctl_do_submitted(struct ctl_conn *c, struct ctl_request *req)
 	} else if (ctl_recent_find(c->ctl, req->args[0], &owner, by)) {
 		/* sent, or replaced by a newer one of its key: then it fares
 		 * as the newest does, which stands for it too */
-		rc = by[0] == '\0' ? 1 : ctl_submitted_newest(c->ctl, by, &m);
+		rc = by[0] == '\0'
+			 ? 1
+			 : ctl_submitted_newest(c->ctl, req->args[0], &m);
 		if (rc == -ENOENT) {
 			ctl_reply(c, "ERR %s: no such message\n", req->args[0]);
 			return;
