@@ -964,6 +964,53 @@ spool_submit(struct spool *sp, const char *sender, const char *const *rcpt,
 
 /* ---- open spool files ---------------------------------------------- */
 
+/* The whole of fd's size bytes: read into memory if small, else mapped. */
+static int
+spool_file_load(int fd, size_t size, void **out, int *mapped)
+{
+	char *buf;
+	size_t got = 0;
+
+	if (size > SPOOL_FILE_READ_MAX) {
+		buf = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+		if (buf == MAP_FAILED)
+			return -errno;
+		*out = buf;
+		*mapped = 1;
+		return 0;
+	}
+	buf = malloc(size);
+	if (buf == NULL)
+		return -ENOMEM;
+	while (got < size) {
+		ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* shorter than its size a moment ago: only its owner
+			 * can have cut it, and a cut file is no message */
+			int rc = n < 0 ? spool_errno(errno) : -EIO;
+
+			free(buf);
+			return rc;
+		}
+		got += (size_t)n;
+	}
+	*out = buf;
+	*mapped = 0;
+	return 0;
+}
+
+static void
+spool_file_unload(void *data, size_t size, int mapped)
+{
+	if (mapped)
+		munmap(data, size);
+	else
+		free(data);
+}
+
 int
 spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 		struct spool_file *out, char *err, size_t errlen)
@@ -971,8 +1018,8 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 	const char *dname, *untrusted;
 	char perr[256];
 	struct stat st;
-	void *map;
-	int fd, rc;
+	void *map = NULL;
+	int fd, rc, mapped = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->fd = -1;
@@ -1010,10 +1057,9 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 		queue__err(err, errlen, "spool: %s/%s: empty file", dname, id);
 		goto fail;
 	}
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED) {
-		rc = -errno;
-		queue__err(err, errlen, "spool: map %s/%s: %s", dname, id,
+	rc = spool_file_load(fd, (size_t)st.st_size, &map, &mapped);
+	if (rc < 0) {
+		queue__err(err, errlen, "spool: read %s/%s: %s", dname, id,
 			   strerror(-rc));
 		goto fail;
 	}
@@ -1021,12 +1067,13 @@ spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 			 perr, sizeof(perr));
 	if (rc < 0) {
 		queue__err(err, errlen, "spool: %s/%s: %s", dname, id, perr);
-		munmap(map, (size_t)st.st_size);
+		spool_file_unload(map, (size_t)st.st_size, mapped);
 		goto fail;
 	}
 	memcpy(out->id, id, QUEUE_ID_LEN + 1);
 	out->fd = fd;
 	out->data = map;
+	out->mapped = mapped;
 	out->size = (size_t)st.st_size;
 	out->owner = st.st_uid;
 	return 0;
@@ -1041,7 +1088,7 @@ spool_file_close(struct spool_file *f)
 	/* data is set only by a successful open: a failed one is a no-op */
 	if (f == NULL || f->data == NULL)
 		return;
-	munmap((void *)f->data, f->size);
+	spool_file_unload((void *)f->data, f->size, f->mapped);
 	close(f->fd);
 	spool_envelope_free(&f->env);
 	memset(f, 0, sizeof(*f));

@@ -158,12 +158,13 @@ job_record(struct workers *w, struct job_msg *m, struct spool_file *f)
 		marked++;
 	}
 	for (size_t r = 0; r < f->env.nrcpt; r++) {
-		/* the mapping is shared, so it shows the marks just made */
-		char c = f->data[f->env.rcpt[r].mark_off];
+		/* the state spool_file_mark keeps: f->data may be a copy
+		 * read before the marks were written */
+		enum queue_rcpt_state st = f->env.rcpt[r].state;
 
-		if (c == 'R')
+		if (st == QUEUE_RCPT_PENDING)
 			pending++;
-		else if (c == 'F')
+		else if (st == QUEUE_RCPT_FAILED)
 			failed++;
 	}
 	m->finished = pending == 0 && !m->file_error;
@@ -219,7 +220,7 @@ job_run(struct workers *w, struct job *job)
 		if (files[i].fd < 0 || m->gone || m->bad || m->temp_error)
 			continue;
 		job_record(w, m, &files[i]);
-		/* addresses point into the mapping, which goes now */
+		/* addresses point into the file's data, which goes now */
 		for (size_t r = 0; r < m->nrcpt; r++)
 			m->rcpt[r].address = NULL;
 		spool_file_close(&files[i]);

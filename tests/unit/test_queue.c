@@ -782,6 +782,55 @@ test_file_open_errors(void **ctx)
 	spool_close(sp);
 }
 
+/* Files on either side of SPOOL_FILE_READ_MAX: read or mapped, the same
+ * content, envelope and marks. */
+static void
+test_file_open_read_and_mapped(void **ctx)
+{
+	static const size_t sizes[] = {SPOOL_FILE_READ_MAX / 2,
+				       SPOOL_FILE_READ_MAX + 1,
+				       4 * SPOOL_FILE_READ_MAX};
+	static const char *const rcpt[] = {"x@example.org"};
+	struct fixture *fx = *ctx;
+	struct spool *sp = open_spool(fx);
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		char id[QUEUE_ID_LEN + 1];
+		struct spool_file f;
+		size_t len = sizes[k];
+		char *msg = malloc(len);
+
+		assert_non_null(msg);
+		memset(msg, 'a' + (int)k, len);
+		memcpy(msg, "Subject: big\n\n", 15);
+		msg[len - 1] = '\n';
+		assert_int_equal(spool_submit(sp, "a@example.org", rcpt, 1, msg,
+					      len, id, fx->err, ERRLEN),
+				 0);
+		assert_int_equal(
+		    spool_move(sp, id, QUEUE_DIR_NEW, QUEUE_DIR_CUR), 0);
+		assert_int_equal(
+		    spool_file_open(sp, QUEUE_DIR_CUR, id, &f, fx->err, ERRLEN),
+		    0);
+		assert_int_equal(f.mapped, f.size > SPOOL_FILE_READ_MAX);
+		/* the body is the message as submitted, after the Received
+		 * line spool_submit adds */
+		assert_true(f.size - f.body_off >= len);
+		assert_memory_equal(f.data + f.size - len, msg, len);
+		assert_string_equal(f.env.rcpt[0].address, "x@example.org");
+		assert_int_equal(spool_file_mark(&f, 0, QUEUE_RCPT_SENT), 0);
+		assert_int_equal(spool_file_sync(&f), 0);
+		spool_file_close(&f);
+		assert_int_equal(
+		    spool_file_open(sp, QUEUE_DIR_CUR, id, &f, fx->err, ERRLEN),
+		    0);
+		assert_int_equal(f.env.rcpt[0].state, QUEUE_RCPT_SENT);
+		spool_file_close(&f);
+		free(msg);
+	}
+	spool_close(sp);
+}
+
 static void
 test_mark_and_reopen(void **ctx)
 {
@@ -799,11 +848,13 @@ test_mark_and_reopen(void **ctx)
 	assert_int_equal(spool_file_mark(&f, 3, QUEUE_RCPT_SENT), -EINVAL);
 	assert_int_equal(spool_file_mark(&f, 1, (enum queue_rcpt_state)7),
 			 -EINVAL);
-	/* the shared mapping shows the marks at once */
-	assert_int_equal(f.data[f.env.rcpt[0].mark_off], 'D');
-	assert_int_equal(f.data[f.env.rcpt[1].mark_off], 'R');
-	assert_int_equal(f.data[f.env.rcpt[2].mark_off], 'F');
+	/* the kept state shows the marks at once; data, read at the open,
+	 * does not */
+	assert_false(f.mapped);
+	assert_int_equal(f.data[f.env.rcpt[0].mark_off], 'R');
 	assert_int_equal(f.env.rcpt[0].state, QUEUE_RCPT_SENT);
+	assert_int_equal(f.env.rcpt[1].state, QUEUE_RCPT_PENDING);
+	assert_int_equal(f.env.rcpt[2].state, QUEUE_RCPT_FAILED);
 	assert_int_equal(spool_file_sync(&f), 0);
 	spool_file_close(&f);
 
@@ -816,7 +867,11 @@ test_mark_and_reopen(void **ctx)
 	assert_string_equal(f.env.rcpt[2].address, "z@example.org");
 	/* marking back to pending is allowed (requeue) */
 	assert_int_equal(spool_file_mark(&f, 2, QUEUE_RCPT_PENDING), 0);
-	assert_int_equal(f.data[f.env.rcpt[2].mark_off], 'R');
+	assert_int_equal(f.env.rcpt[2].state, QUEUE_RCPT_PENDING);
+	spool_file_close(&f);
+	assert_int_equal(
+	    spool_file_open(sp, QUEUE_DIR_CUR, id, &f, fx->err, ERRLEN), 0);
+	assert_int_equal(f.env.rcpt[2].state, QUEUE_RCPT_PENDING);
 	spool_file_close(&f);
 	spool_close(sp);
 }
@@ -2010,6 +2065,8 @@ main(void)
 	    cmocka_unit_test(test_parse_mutations),
 	    cmocka_unit_test_setup_teardown(test_file_open_errors, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_file_open_read_and_mapped,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_and_reopen, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_move_remove_scan, setup,

@@ -206,16 +206,26 @@ int spool_submit_meta(struct spool *sp, const char *id, const char *sender,
 		      size_t len, char *err, size_t errlen);
 
 /*
- * An open, mapped spool file. Only a file that spool_file_untrusted
- * passes is opened (else -EPERM): the daemon's own files in cur/, hold/
- * and failed/, which it wrote itself or took from new/ only after
- * spool_pickup_read found them safe, so no one else can truncate the
- * file under the mapping. The open does not block (O_NONBLOCK).
+ * An open spool file, its whole content in data. Only a file that
+ * spool_file_untrusted passes is opened (else -EPERM): the daemon's own
+ * files in cur/, hold/ and failed/, which it wrote itself or took from
+ * new/ only after spool_pickup_read found them safe, so no one else can
+ * truncate the file under a mapping. The open does not block (O_NONBLOCK).
+ *
+ * A file of up to SPOOL_FILE_READ_MAX bytes is read into memory; a larger
+ * one is mapped. Reading is cheaper for the small files that are nearly
+ * all of a notification spool: a mapping costs page faults and, in a
+ * threaded process, a TLB shootdown on every core at munmap. data is a
+ * copy or a private view: it does not show marks written after the open
+ * (env.rcpt[i].state does).
  */
+#define SPOOL_FILE_READ_MAX (64 * 1024)
+
 struct spool_file {
 	char id[QUEUE_ID_LEN + 1];
 	int fd;
-	const char *data; /* the whole file, read-only mapping */
+	int mapped;	  /* data is a mapping (else a malloc'd copy) */
+	const char *data; /* the whole file */
 	size_t size;
 	size_t body_off;
 	struct spool_envelope env;
