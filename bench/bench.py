@@ -704,9 +704,13 @@ def targets(s, q, common, n):
         r = ratio(mine, other)
         out.append("target %s ratio=%.3g limit=%.3g %s"
                    % (name, r, limit, "met" if r <= limit else "NOT met"))
+    # an absolute figure: it moves with the machine's cost of starting a
+    # process, which the same line prints
     p50 = s["seq_latency_p50_ms"]
-    out.append("target seq_latency_p50_ms value=%.3g limit=2.6 %s"
-               % (p50, "met" if p50 <= 2.6 else "NOT met"))
+    out.append("target seq_latency_p50_ms value=%.3g limit=2.6 %s "
+               "spawn_cat_p50_ms=%.3g"
+               % (p50, "met" if p50 <= 2.6 else "NOT met",
+                  common["spawn_cat_p50_ms"]))
     return out
 
 
