@@ -1590,3 +1590,67 @@ state_meta_put(struct state_txn *txn, const char *key, const char *value)
 	rc = mdb_put(txn->txn, txn->st->meta, &k, &v, 0);
 	return state_write_err(txn, rc);
 }
+
+int
+state_meta_sweep(struct state_txn *txn, const char *prefix,
+		 int (*drop)(const char *key, const char *value, void *arg),
+		 void *arg, size_t max)
+{
+	size_t plen = prefix != NULL ? strlen(prefix) : 0;
+	size_t keymax, n = 0;
+	char *keys = NULL, val[256];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, ret = 0;
+
+	if (!txn->write)
+		return -EROFS;
+	if (plen == 0 || drop == NULL || max == 0)
+		return -EINVAL;
+	/* the keys to delete are gathered first and deleted after the walk:
+	 * no cursor walks a tree it changes */
+	keymax = (size_t)mdb_env_get_maxkeysize(txn->st->env) + 1;
+	keys = malloc(max * keymax);
+	if (keys == NULL)
+		return -ENOMEM;
+	rc = mdb_cursor_open(txn->txn, txn->st->meta, &cur);
+	if (rc != 0) {
+		free(keys);
+		return state_err(rc);
+	}
+	k.mv_size = plen;
+	k.mv_data = (void *)prefix;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		char *key = keys + n * keymax;
+
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		if (k.mv_size >= keymax || v.mv_size >= sizeof(val))
+			continue;
+		memcpy(key, k.mv_data, k.mv_size);
+		key[k.mv_size] = '\0';
+		memcpy(val, v.mv_data, v.mv_size);
+		val[v.mv_size] = '\0';
+		ret = drop(key, val, arg);
+		if (ret < 0)
+			break;
+		if (ret == 1)
+			n++;
+		ret = 0;
+	}
+	mdb_cursor_close(cur);
+	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		ret = state_err(rc);
+	for (size_t i = 0; ret == 0 && i < n; i++) {
+		char *key = keys + i * keymax;
+
+		k.mv_size = strlen(key);
+		k.mv_data = key;
+		rc = mdb_del(txn->txn, txn->st->meta, &k, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			ret = state_write_err(txn, rc);
+	}
+	free(keys);
+	return ret < 0 ? ret : (int)n;
+}

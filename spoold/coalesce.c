@@ -2,8 +2,11 @@
  * coalesce.c - coalescing by key (see coalesce.h).
  *
  * A key's state is one entry of the state's metadata, "coalesce UID KEY" ->
- * "QUEUED SENT": the id of its message still waiting ("-" if none) and
- * when one of its messages was last delivered (0: never). The repeat
+ * "QUEUED SENT EVERY": the id of its message still waiting ("-" if none),
+ * when one of its messages was last delivered (0: never) and that
+ * message's window. An entry with no message waiting is forgotten once
+ * that window has passed (coalesce_expire): keys can be made up at will
+ * (a host name, a path), and their entries must not pile up. The repeat
  * count and the first and last submission live in the queued message's
  * own record. Both are written in the pickup's or the outcome's
  * transaction, so a kill -9 leaves them as the last commit did. If
@@ -29,7 +32,22 @@
 struct coalesce_key {
 	char queued[QUEUE_ID_LEN + 1]; /* "" if none */
 	int64_t sent_at;
+	int64_t every; /* the window of the message sent at sent_at */
 };
+
+/* An entry's fields; every < 0 (an entry of two fields, from before the
+ * window was kept) counts as the longest window there is. */
+static void
+coalesce_key_parse(const char *id, long long sent, long long every,
+		   struct coalesce_key *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (queue_id_valid(id))
+		str_copy(out->queued, id, sizeof(out->queued));
+	out->sent_at = sent > 0 ? (int64_t)sent : 0;
+	out->every = every >= 0 && every <= SPOOL_EVERY_MAX ? (int64_t)every
+							    : SPOOL_EVERY_MAX;
+}
 
 /* Keys are the submitter's own: another local user's message with the
  * same key neither replaces nor holds it. */
@@ -47,8 +65,8 @@ coalesce_key_get(struct state_txn *txn, uint32_t uid, const char *key,
 {
 	char name[sizeof(COALESCE_META_PREFIX) + 11 + SPOOL_KEY_MAX], val[64];
 	char id[QUEUE_ID_LEN + 2];
-	long long sent;
-	int rc;
+	long long sent, every;
+	int rc, n;
 
 	memset(out, 0, sizeof(*out));
 	coalesce_meta_name(name, sizeof(name), uid, key);
@@ -57,11 +75,10 @@ coalesce_key_get(struct state_txn *txn, uint32_t uid, const char *key,
 		return 0;
 	if (rc < 0)
 		return rc;
-	if (sscanf(val, "%25s %lld", id, &sent) != 2)
+	n = sscanf(val, "%25s %lld %lld", id, &sent, &every);
+	if (n < 2)
 		return 0;
-	if (queue_id_valid(id))
-		str_copy(out->queued, id, sizeof(out->queued));
-	out->sent_at = sent > 0 ? (int64_t)sent : 0;
+	coalesce_key_parse(id, sent, n == 3 ? every : -1, out);
 	return 0;
 }
 
@@ -72,8 +89,8 @@ coalesce_key_put(struct state_txn *txn, uint32_t uid, const char *key,
 	char name[sizeof(COALESCE_META_PREFIX) + 11 + SPOOL_KEY_MAX], val[64];
 
 	coalesce_meta_name(name, sizeof(name), uid, key);
-	snprintf(val, sizeof(val), "%s %" PRId64,
-		 k->queued[0] ? k->queued : "-", k->sent_at);
+	snprintf(val, sizeof(val), "%s %" PRId64 " %" PRId64,
+		 k->queued[0] ? k->queued : "-", k->sent_at, k->every);
 	return state_meta_put(txn, name, val);
 }
 
@@ -294,5 +311,50 @@ coalesce_sent(struct state_txn *txn, const struct queue_msg_info *m,
 	if (strcmp(k.queued, m->id) == 0)
 		k.queued[0] = '\0';
 	k.sent_at = now;
+	k.every = m->every;
 	return coalesce_key_put(txn, m->owner_uid, m->key, &k);
+}
+
+struct coalesce_sweep {
+	struct state_txn *txn;
+	int64_t now;
+};
+
+/* 1 if the entry is no longer needed: no message of its key waits and
+ * the window of the last one sent has passed. */
+static int
+coalesce_sweep_cb(const char *name, const char *val, void *arg)
+{
+	struct coalesce_sweep *sw = arg;
+	struct coalesce_key k;
+	struct queue_msg_info m;
+	char id[QUEUE_ID_LEN + 2];
+	long long sent, every;
+	int n, rc;
+
+	(void)name;
+	n = sscanf(val, "%25s %lld %lld", id, &sent, &every);
+	if (n < 2)
+		return 1; /* not an entry this code wrote: derived, so dropped
+			   */
+	coalesce_key_parse(id, sent, n == 3 ? every : -1, &k);
+	if (k.queued[0] != '\0') {
+		rc = state_msg_get(sw->txn, k.queued, &m);
+		if (rc == 0) {
+			queue_msg_info_free(&m);
+			return 0;
+		}
+		if (rc != -ENOENT)
+			return rc;
+	}
+	return k.sent_at + k.every <= sw->now;
+}
+
+int
+coalesce_expire(struct state_txn *txn, int64_t now, size_t max)
+{
+	struct coalesce_sweep sw = {txn, now};
+
+	return state_meta_sweep(txn, COALESCE_META_PREFIX, coalesce_sweep_cb,
+				&sw, max);
 }

@@ -68,4 +68,9 @@ int coalesce_rewrite(const char *msg, size_t len, uint32_t repeats,
 int coalesce_sent(struct state_txn *txn, const struct queue_msg_info *m,
 		  int64_t now);
 
+/* Forgets, in txn, at most max key entries that no longer hold anything
+ * back: no message of the key waits and the last window has passed. The
+ * number forgotten, or -errno. */
+int coalesce_expire(struct state_txn *txn, int64_t now, size_t max);
+
 #endif

@@ -1,6 +1,7 @@
 /*
- * expire.c - failed messages leave failed/ after [spool] failed_keep.
- * Loop thread only.
+ * expire.c - failed messages leave failed/ after [spool] failed_keep, and
+ * coalescing keys are forgotten when they hold nothing back. Loop thread
+ * only.
  *
  * A failed message is kept for the operator (list --failed, requeue); past
  * failed_keep, counted from its last attempt, its record is deleted and
@@ -15,6 +16,7 @@
 
 #include "spool/log.h"
 #include "spool/util.h"
+#include "coalesce.h"
 #include "spoold.h"
 
 /* Messages removed per pass: bounds the transaction. */
@@ -90,4 +92,26 @@ sched_expire_failed(struct daemon *d)
 out:
 	free(x.ids);
 	return rc;
+}
+
+/* Key entries forgotten per pass: bounds the transaction; a backlog of
+ * them goes over the next passes. */
+#define EXPIRE_KEYS_MAX 256
+
+int
+sched_expire_keys(struct daemon *d)
+{
+	struct state_txn *txn;
+	int rc, n;
+
+	rc = state_begin(d->state, 1, &txn);
+	if (rc < 0)
+		return rc;
+	n = coalesce_expire(txn, (int64_t)time(NULL), EXPIRE_KEYS_MAX);
+	if (n <= 0) {
+		state_abort(txn);
+		return n;
+	}
+	rc = state_commit(txn);
+	return rc < 0 ? rc : n;
 }

@@ -266,6 +266,8 @@ on_rescan(uv_timer_t *t)
 	sched_repair(d);
 	if ((n = sched_expire_failed(d)) < 0)
 		log_warn("expiring failed messages: %s", strerror(-n));
+	if ((n = sched_expire_keys(d)) < 0)
+		log_warn("forgetting coalescing keys: %s", strerror(-n));
 	sched_pickup_soon(d, NULL);
 }
 

@@ -183,6 +183,9 @@ void control_waiters_check(struct daemon *d);
 /* expire.c: removes failed messages older than failed_keep; returns
  * how many, or -errno. */
 int sched_expire_failed(struct daemon *d);
+/* expire.c: forgets coalescing keys that no longer hold anything back
+ * (coalesce_expire); returns how many, or -errno. */
+int sched_expire_keys(struct daemon *d);
 
 /* knob.c: the positive integer in the SPOOLD_TEST_* variable name, or
  * dflt when it is unset or not one. */

@@ -414,6 +414,67 @@ test_coalesce_plan(void **ctx)
 	state_close(st);
 }
 
+/* Key entries go when they hold nothing back, and only then. */
+static void
+test_coalesce_expire(void **ctx)
+{
+	static const char *const ids[] = {"000000000000010000000000",
+					  "000000000000020000000000"};
+	struct spool_envelope env;
+	struct coalesce_plan pl;
+	struct queue_msg_info m;
+	struct state_txn *tx;
+	struct state *st;
+	char err[ERRLEN], val[64], name[64];
+
+	assert_int_equal(state_open(&st, *ctx, 0, err, sizeof(err)), 0);
+	assert_int_equal(state_begin(st, 1, &tx), 0);
+	/* a message of "disk" waits: its entry stays, however late */
+	env_init(&env, "disk", 60);
+	pickup(tx, ids[0], &env, 1000, &pl);
+	assert_int_equal(coalesce_expire(tx, 999999, 256), 0);
+	assert_int_equal(state_meta_get(tx, "coalesce 0 disk", val, 64), 0);
+	/* sent at 1010 with a window of 60: kept until 1070 */
+	assert_int_equal(state_msg_get(tx, ids[0], &m), 0);
+	assert_int_equal(coalesce_sent(tx, &m, 1010), 0);
+	queue_msg_info_free(&m);
+	assert_int_equal(state_msg_del(tx, ids[0]), 0);
+	assert_int_equal(coalesce_expire(tx, 1069, 256), 0);
+	/* within it, the next message is still held */
+	assert_int_equal(coalesce_plan(tx, ids[1], 0, &env, 1069, &pl), 0);
+	assert_int_equal(pl.verdict, COALESCE_HELD);
+	assert_int_equal(coalesce_expire(tx, 1070, 256), 1);
+	assert_int_equal(state_meta_get(tx, "coalesce 0 disk", val, 64),
+			 -ENOENT);
+	/* forgotten after its window: the next one goes at once */
+	assert_int_equal(coalesce_plan(tx, ids[1], 0, &env, 1071, &pl), 0);
+	assert_int_equal(pl.verdict, COALESCE_QUEUED);
+	/* a waiting message deleted by an operator: its entry goes */
+	assert_int_equal(state_meta_put(tx, "coalesce 0 gone",
+					"000000000000090000000000 0 0"),
+			 0);
+	/* an entry of two fields (an older spoold's): the longest window */
+	assert_int_equal(state_meta_put(tx, "coalesce 0 old", "- 1000"), 0);
+	assert_int_equal(coalesce_expire(tx, 2000, 256), 1);
+	assert_int_equal(state_meta_get(tx, "coalesce 0 gone", val, 64),
+			 -ENOENT);
+	assert_int_equal(state_meta_get(tx, "coalesce 0 old", val, 64), 0);
+	assert_int_equal(coalesce_expire(tx, 1000 + SPOOL_EVERY_MAX, 256), 1);
+	/* other metadata is not the sweep's */
+	assert_int_equal(state_meta_put(tx, "coalescent", "x"), 0);
+	/* at most max a pass */
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "coalesce 0 k%03d", i);
+		assert_int_equal(state_meta_put(tx, name, "- 1000 5"), 0);
+	}
+	assert_int_equal(coalesce_expire(tx, 1005, 256), 256);
+	assert_int_equal(coalesce_expire(tx, 1005, 256), 44);
+	assert_int_equal(coalesce_expire(tx, 1005, 256), 0);
+	assert_int_equal(state_meta_get(tx, "coalescent", val, 64), 0);
+	assert_int_equal(state_commit(tx), 0);
+	state_close(st);
+}
+
 static void
 test_coalesce_rewrite(void **ctx)
 {
@@ -457,6 +518,8 @@ main(void)
 	    cmocka_unit_test(test_record_key),
 	    cmocka_unit_test_setup_teardown(test_due_urgent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_coalesce_plan, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_coalesce_expire, setup,
 					    teardown),
 	    cmocka_unit_test(test_coalesce_rewrite),
 	};

@@ -534,6 +534,14 @@ int queue_act(struct spool *sp, struct state_txn *txn, enum queue_action a,
 int state_meta_get(struct state_txn *txn, const char *key, char *buf,
 		   size_t buflen);
 int state_meta_put(struct state_txn *txn, const char *key, const char *value);
+/* In a write transaction: asks drop(key, value, arg) of each entry whose
+ * key starts with prefix, in key order, and deletes the entries it
+ * answers 1 for, at most max of them. drop may read the state through
+ * txn. The number deleted, or -errno (drop's negative answer stops the
+ * sweep and is returned). Values longer than 255 bytes are passed over. */
+int state_meta_sweep(struct state_txn *txn, const char *prefix,
+		     int (*drop)(const char *key, const char *value, void *arg),
+		     void *arg, size_t max);
 
 /* ---- metrics: counters kept with the records, Prometheus text ------ */
 
