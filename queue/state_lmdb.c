@@ -1591,6 +1591,10 @@ state_meta_put(struct state_txn *txn, const char *key, const char *value)
 	return state_write_err(txn, rc);
 }
 
+/* LMDB's default key size limit; a longer key (a build with a larger
+ * limit) is passed over by the sweep */
+#define STATE_SWEEP_KEY_MAX 511
+
 int
 state_meta_sweep(struct state_txn *txn, const char *prefix,
 		 int (*drop)(const char *key, const char *value, void *arg),
@@ -1607,22 +1611,18 @@ state_meta_sweep(struct state_txn *txn, const char *prefix,
 		return -EROFS;
 	if (plen == 0 || drop == NULL || max == 0)
 		return -EINVAL;
-	/* the keys to delete are gathered first and deleted after the walk:
-	 * no cursor walks a tree it changes */
-	keymax = (size_t)mdb_env_get_maxkeysize(txn->st->env) + 1;
-	keys = malloc(max * keymax);
-	if (keys == NULL)
-		return -ENOMEM;
+	/* the keys to delete are gathered first and deleted after the walk
+	 * (no cursor walks a tree it changes), in memory taken at the first
+	 * one: a sweep that finds nothing allocates nothing */
+	keymax = STATE_SWEEP_KEY_MAX + 1;
 	rc = mdb_cursor_open(txn->txn, txn->st->meta, &cur);
-	if (rc != 0) {
-		free(keys);
+	if (rc != 0)
 		return state_err(rc);
-	}
 	k.mv_size = plen;
 	k.mv_data = (void *)prefix;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	     rc == 0 && n < max; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		char *key = keys + n * keymax;
+		char key[STATE_SWEEP_KEY_MAX + 1];
 
 		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
 			break;
@@ -1635,8 +1635,14 @@ state_meta_sweep(struct state_txn *txn, const char *prefix,
 		ret = drop(key, val, arg);
 		if (ret < 0)
 			break;
-		if (ret == 1)
-			n++;
+		if (ret == 1) {
+			if (keys == NULL &&
+			    (keys = malloc(max * keymax)) == NULL) {
+				ret = -ENOMEM;
+				break;
+			}
+			memcpy(keys + n++ * keymax, key, k.mv_size + 1);
+		}
 		ret = 0;
 	}
 	mdb_cursor_close(cur);

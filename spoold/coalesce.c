@@ -35,18 +35,26 @@ struct coalesce_key {
 	int64_t every; /* the window of the message sent at sent_at */
 };
 
-/* An entry's fields; every < 0 (an entry of two fields, from before the
- * window was kept) counts as the longest window there is. */
-static void
-coalesce_key_parse(const char *id, long long sent, long long every,
-		   struct coalesce_key *out)
+/* An entry's value into *out: 0, or -EINVAL if it is none this code
+ * wrote. An entry of two fields (from before the window was kept) counts
+ * the longest window there is. */
+static int
+coalesce_key_parse(const char *val, struct coalesce_key *out)
 {
+	char id[QUEUE_ID_LEN + 2];
+	long long sent, every;
+	int n = sscanf(val, "%25s %lld %lld", id, &sent, &every);
+
 	memset(out, 0, sizeof(*out));
+	if (n < 2)
+		return -EINVAL;
 	if (queue_id_valid(id))
 		str_copy(out->queued, id, sizeof(out->queued));
 	out->sent_at = sent > 0 ? (int64_t)sent : 0;
-	out->every = every >= 0 && every <= SPOOL_EVERY_MAX ? (int64_t)every
-							    : SPOOL_EVERY_MAX;
+	out->every = n == 3 && every >= 0 && every <= SPOOL_EVERY_MAX
+			 ? (int64_t)every
+			 : SPOOL_EVERY_MAX;
+	return 0;
 }
 
 /* Keys are the submitter's own: another local user's message with the
@@ -64,9 +72,7 @@ coalesce_key_get(struct state_txn *txn, uint32_t uid, const char *key,
 		 struct coalesce_key *out)
 {
 	char name[sizeof(COALESCE_META_PREFIX) + 11 + SPOOL_KEY_MAX], val[64];
-	char id[QUEUE_ID_LEN + 2];
-	long long sent, every;
-	int rc, n;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	coalesce_meta_name(name, sizeof(name), uid, key);
@@ -75,10 +81,7 @@ coalesce_key_get(struct state_txn *txn, uint32_t uid, const char *key,
 		return 0;
 	if (rc < 0)
 		return rc;
-	n = sscanf(val, "%25s %lld %lld", id, &sent, &every);
-	if (n < 2)
-		return 0;
-	coalesce_key_parse(id, sent, n == 3 ? every : -1, out);
+	(void)coalesce_key_parse(val, out); /* none: a fresh key */
 	return 0;
 }
 
@@ -328,16 +331,12 @@ coalesce_sweep_cb(const char *name, const char *val, void *arg)
 	struct coalesce_sweep *sw = arg;
 	struct coalesce_key k;
 	struct queue_msg_info m;
-	char id[QUEUE_ID_LEN + 2];
-	long long sent, every;
-	int n, rc;
+	int rc;
 
 	(void)name;
-	n = sscanf(val, "%25s %lld %lld", id, &sent, &every);
-	if (n < 2)
-		return 1; /* not an entry this code wrote: derived, so dropped
-			   */
-	coalesce_key_parse(id, sent, n == 3 ? every : -1, &k);
+	/* an entry this code did not write is derived data: dropped */
+	if (coalesce_key_parse(val, &k) < 0)
+		return 1;
 	if (k.queued[0] != '\0') {
 		rc = state_msg_get(sw->txn, k.queued, &m);
 		if (rc == 0) {

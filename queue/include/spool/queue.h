@@ -538,7 +538,8 @@ int state_meta_put(struct state_txn *txn, const char *key, const char *value);
  * key starts with prefix, in key order, and deletes the entries it
  * answers 1 for, at most max of them. drop may read the state through
  * txn. The number deleted, or -errno (drop's negative answer stops the
- * sweep and is returned). Values longer than 255 bytes are passed over. */
+ * sweep and is returned). Keys over 511 bytes and values over 255 are
+ * passed over. */
 int state_meta_sweep(struct state_txn *txn, const char *prefix,
 		     int (*drop)(const char *key, const char *value, void *arg),
 		     void *arg, size_t max);
