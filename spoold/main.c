@@ -385,6 +385,7 @@ on_hup(uv_signal_t *s, int signum)
 	g->cf.concurrency = d->gen->cf.concurrency;
 	generation_put(d->gen);
 	d->gen = g;
+	d->failed_walk_after = 0; /* failed_keep may be shorter now */
 	log_info("reloaded %s: %zu transport(s)", g->cf.source,
 		 g->cf.transport_count);
 	if (health_sync(d) < 0)

@@ -114,6 +114,9 @@ struct daemon {
 	int state_repair;
 	int stopping;
 	int64_t due_armed; /* unix time the due timer is armed for, 0 none */
+	/* monotonic ms before which failed messages are not looked for
+	 * again (expire.c); 0 at the start and at each reload */
+	uint64_t failed_walk_after;
 };
 
 /* scheduler.c */
