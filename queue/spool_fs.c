@@ -1108,6 +1108,10 @@ spool_file_mark(struct spool_file *f, size_t i, enum queue_rcpt_state st)
 	if (f == NULL || f->data == NULL || i >= f->env.nrcpt ||
 	    (unsigned)st >= sizeof(letter))
 		return -EINVAL;
+	/* delivery marks each outcome as it comes and all of them again at
+	 * the session's end, for any write that failed the first time */
+	if (f->env.rcpt[i].state == st)
+		return 0;
 	do
 		n = pwrite(f->fd, &letter[st], 1, f->env.rcpt[i].mark_off);
 	while (n < 0 && errno == EINTR);

@@ -237,7 +237,9 @@ int spool_file_open(struct spool *sp, enum queue_dir d, const char *id,
 		    struct spool_file *out, char *err, size_t errlen);
 void spool_file_close(struct spool_file *f);
 
-/* Overwrites recipient i's state byte in place (no fsync). */
+/* Overwrites recipient i's state byte in place (no fsync); one the file
+ * holds already (read so, or written by an earlier call) is not written
+ * again. */
 int spool_file_mark(struct spool_file *f, size_t i, enum queue_rcpt_state st);
 /* fdatasync: makes marks durable. */
 int spool_file_sync(struct spool_file *f);
