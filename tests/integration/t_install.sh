@@ -1,6 +1,7 @@
 #!/bin/bash
 # t_install.sh - what `cmake --install` puts in place: spoold in sbin/,
-# spoolctl in bin/ with the sendmail and mailq links, the systemd unit
+# spoolctl in bin/ with the sendmail and mailq links (LMDB and inih linked
+# into spoolctl when SPOOLCTL_STATIC_DEPS is on), the systemd unit
 # naming the installed spoold, and the three man pages, which render
 # without a single groff warning and document every spoolctl command and
 # option and every configuration key that the code accepts.
@@ -87,6 +88,34 @@ for link in "$SBINDIR/sendmail" "$BINDIR/mailq"; do
 			"$BINDIR/spoolctl"
 done
 log "binaries: $SBINDIR/spoold, $BINDIR/spoolctl, sendmail and mailq links"
+
+# spoolctl starts for every submission: with SPOOLCTL_STATIC_DEPS (the
+# default) LMDB and inih are linked in and no shared copy is loaded. Built
+# without it, it must load both, or this check could not see them.
+command -v ldd >/dev/null || fail "ldd missing (libc-bin)"
+static_deps=$(cache_var SPOOLCTL_STATIC_DEPS)
+[ -n "$static_deps" ] || fail "SPOOLCTL_STATIC_DEPS not in $CACHE"
+ldd "$spoolctl_bin" >"$T/spoolctl.ldd" 2>&1 ||
+	fail "ldd $BINDIR/spoolctl failed: $(cat "$T/spoolctl.ldd")"
+grep -q '^[[:space:]]*libc\.so' "$T/spoolctl.ldd" ||
+	fail "ldd lists no libc for spoolctl: $(cat "$T/spoolctl.ldd")"
+shared_deps=$(awk '$1 ~ /^lib(lmdb|inih)\.so/ { print $1 }' "$T/spoolctl.ldd" |
+	sort | paste -sd' ')
+# CMake's true constants, in any case
+case $(echo "$static_deps" | tr '[:lower:]' '[:upper:]') in
+ON | TRUE | YES | Y | 1)
+	[ -z "$shared_deps" ] ||
+		fail "spoolctl loads $shared_deps although it was built with" \
+			"SPOOLCTL_STATIC_DEPS=$static_deps"
+	log "spoolctl: LMDB and inih linked in (SPOOLCTL_STATIC_DEPS=$static_deps)"
+	;;
+*)
+	[ "$(echo "$shared_deps" | wc -w)" = 2 ] ||
+		fail "spoolctl built with SPOOLCTL_STATIC_DEPS=$static_deps" \
+			"loads '$shared_deps', want liblmdb and libinih"
+	log "spoolctl: loads $shared_deps (SPOOLCTL_STATIC_DEPS=$static_deps)"
+	;;
+esac
 
 # the modules, and the installed spoold finds them (a push transport and
 # implicit TLS load them when the configuration is checked)
