@@ -2,9 +2,9 @@
 # t_install.sh - what `cmake --install` puts in place: spoold in sbin/,
 # spoolctl in bin/ with the sendmail and mailq links (LMDB and inih linked
 # into spoolctl when SPOOLCTL_STATIC_DEPS is on), the systemd unit
-# naming the installed spoold, and the three man pages, which render
-# without a single groff warning and document every spoolctl command and
-# option and every configuration key that the code accepts.
+# naming the installed spoold, and the man pages, which render without a
+# single groff warning and document every spoolctl and spoold-setup
+# command and option and every configuration key that the code accepts.
 . "$(dirname "$0")/lib.sh"
 
 command -v groff >/dev/null || skip "groff missing (tools/install-deps)"
@@ -181,7 +181,8 @@ log "spoold-setup, tmpfiles.d and sysusers.d installed"
 
 # ---- the man pages --------------------------------------------------------
 
-pages=("man1/spoolctl.1" "man5/spoold.conf.5" "man8/spoold.8")
+pages=("man1/spoolctl.1" "man5/spoold.conf.5" "man8/spoold.8"
+	"man8/spoold-setup.8")
 for page in "${pages[@]}"; do
 	f="$ROOT$MANDIR/$page"
 	[ -f "$f" ] || fail "$MANDIR/$page is not installed"
@@ -245,6 +246,34 @@ while read -r opt; do
 		fail "spoolctl.1 does not document the option $opt"
 done <"$T/options"
 log "spoolctl.1 documents: $(echo "$commands" | paste -sd' ')"
+
+# ---- spoold-setup(8) documents every option, and no other ----------------
+
+# the options are the patterns of the script's case over "$1"
+setup_in="$SPOOL_SRC/dist/spoold-setup.in"
+sed -n '/^while \[ \$# -gt 0 \]/,/^done/p' "$setup_in" |
+	grep -oE -- '^[[:space:]]*-[-a-z |]*\)' | tr -d ' \t)' | tr '|' '\n' |
+	sort -u >"$T/setup-options"
+grep -qx -- --accounts-only "$T/setup-options" ||
+	fail "could not read the options of spoold-setup: $(cat "$T/setup-options")"
+setup_8="$MAN_SRC/spoold-setup.8"
+# an option's item is a .TP tag: ".B --opt", ".BI --opt ARG", ".BR -h , --help"
+awk 'prev == ".TP" && $1 ~ /^\.B[IR]?$/ { print } { prev = $0 }' "$setup_8" |
+	sed 's/\\-/-/g' | grep -oE -- '(^| |")-[-a-z]+' | tr -d ' "' |
+	sort -u >"$T/setup-documented"
+[ -s "$T/setup-documented" ] || fail "no option items in spoold-setup.8"
+setup_synopsis=$(sed -n '/^\.SH SYNOPSIS/,/^\.SH DESCRIPTION/p' "$setup_8" |
+	sed 's/\\-/-/g')
+while read -r opt; do
+	grep -qxF -- "$opt" "$T/setup-documented" ||
+		fail "spoold-setup.8 does not document the option $opt"
+	echo "$setup_synopsis" | grep -qF -- "$opt" ||
+		fail "spoold-setup.8's SYNOPSIS does not show the option $opt"
+done <"$T/setup-options"
+extra=$(comm -13 "$T/setup-options" "$T/setup-documented" | paste -sd' ')
+[ -z "$extra" ] ||
+	fail "spoold-setup.8 documents option(s) spoold-setup does not take: $extra"
+log "spoold-setup.8 documents: $(paste -sd' ' "$T/setup-options")"
 
 # ---- spoold.conf(5) documents every key of common/conf.c ------------------
 
