@@ -75,7 +75,9 @@ queue__err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A full disk and an exhausted quota mean the same to every caller. */
+/* A full disk and an exhausted quota mean the same to every caller. For
+ * the steps that take space (write, create, link, rename, sync); a read, an
+ * open or a stat passes its errno on as it is. */
 static int
 spool_errno(int e)
 {
@@ -989,8 +991,10 @@ spool_file_load(int fd, size_t size, void **out, int *mapped)
 			continue;
 		if (n <= 0) {
 			/* shorter than its size a moment ago: only its owner
-			 * can have cut it, and a cut file is no message */
-			int rc = n < 0 ? spool_errno(errno) : -EIO;
+			 * can have cut it, and a cut file is no message. A
+			 * read takes no space: its errno is passed on as the
+			 * mapping's is, so both sizes fail alike. */
+			int rc = n < 0 ? -errno : -EIO;
 
 			free(buf);
 			return rc;

@@ -1,9 +1,10 @@
 #!/bin/bash
 # t_install.sh - what `cmake --install` puts in place: spoold in sbin/,
-# spoolctl in bin/ with the sendmail and mailq links, the systemd unit
-# naming the installed spoold, and the three man pages, which render
-# without a single groff warning and document every spoolctl command and
-# option and every configuration key that the code accepts.
+# spoolctl in bin/ with the sendmail and mailq links (LMDB and inih linked
+# into spoolctl when SPOOLCTL_STATIC_DEPS is on), the systemd unit
+# naming the installed spoold, and the man pages, which render without a
+# single groff warning and document every spoolctl and spoold-setup
+# command and option and every configuration key that the code accepts.
 . "$(dirname "$0")/lib.sh"
 
 command -v groff >/dev/null || skip "groff missing (tools/install-deps)"
@@ -88,6 +89,34 @@ for link in "$SBINDIR/sendmail" "$BINDIR/mailq"; do
 done
 log "binaries: $SBINDIR/spoold, $BINDIR/spoolctl, sendmail and mailq links"
 
+# spoolctl starts for every submission: with SPOOLCTL_STATIC_DEPS (the
+# default) LMDB and inih are linked in and no shared copy is loaded. Built
+# without it, it must load both, or this check could not see them.
+command -v ldd >/dev/null || fail "ldd missing (libc-bin)"
+static_deps=$(cache_var SPOOLCTL_STATIC_DEPS)
+[ -n "$static_deps" ] || fail "SPOOLCTL_STATIC_DEPS not in $CACHE"
+ldd "$spoolctl_bin" >"$T/spoolctl.ldd" 2>&1 ||
+	fail "ldd $BINDIR/spoolctl failed: $(cat "$T/spoolctl.ldd")"
+grep -q '^[[:space:]]*libc\.so' "$T/spoolctl.ldd" ||
+	fail "ldd lists no libc for spoolctl: $(cat "$T/spoolctl.ldd")"
+shared_deps=$(awk '$1 ~ /^lib(lmdb|inih)\.so/ { print $1 }' "$T/spoolctl.ldd" |
+	sort | paste -sd' ')
+# CMake's true constants, in any case
+case $(echo "$static_deps" | tr '[:lower:]' '[:upper:]') in
+ON | TRUE | YES | Y | 1)
+	[ -z "$shared_deps" ] ||
+		fail "spoolctl loads $shared_deps although it was built with" \
+			"SPOOLCTL_STATIC_DEPS=$static_deps"
+	log "spoolctl: LMDB and inih linked in (SPOOLCTL_STATIC_DEPS=$static_deps)"
+	;;
+*)
+	[ "$(echo "$shared_deps" | wc -w)" = 2 ] ||
+		fail "spoolctl built with SPOOLCTL_STATIC_DEPS=$static_deps" \
+			"loads '$shared_deps', want liblmdb and libinih"
+	log "spoolctl: loads $shared_deps (SPOOLCTL_STATIC_DEPS=$static_deps)"
+	;;
+esac
+
 # the modules, and the installed spoold finds them (a push transport and
 # implicit TLS load them when the configuration is checked)
 LIBDIR=$(install_dir CMAKE_INSTALL_LIBDIR lib)
@@ -152,7 +181,8 @@ log "spoold-setup, tmpfiles.d and sysusers.d installed"
 
 # ---- the man pages --------------------------------------------------------
 
-pages=("man1/spoolctl.1" "man5/spoold.conf.5" "man8/spoold.8")
+pages=("man1/spoolctl.1" "man5/spoold.conf.5" "man8/spoold.8"
+	"man8/spoold-setup.8")
 for page in "${pages[@]}"; do
 	f="$ROOT$MANDIR/$page"
 	[ -f "$f" ] || fail "$MANDIR/$page is not installed"
@@ -216,6 +246,34 @@ while read -r opt; do
 		fail "spoolctl.1 does not document the option $opt"
 done <"$T/options"
 log "spoolctl.1 documents: $(echo "$commands" | paste -sd' ')"
+
+# ---- spoold-setup(8) documents every option, and no other ----------------
+
+# the options are the patterns of the script's case over "$1"
+setup_in="$SPOOL_SRC/dist/spoold-setup.in"
+sed -n '/^while \[ \$# -gt 0 \]/,/^done/p' "$setup_in" |
+	grep -oE -- '^[[:space:]]*-[-a-z |]*\)' | tr -d ' \t)' | tr '|' '\n' |
+	sort -u >"$T/setup-options"
+grep -qx -- --accounts-only "$T/setup-options" ||
+	fail "could not read the options of spoold-setup: $(cat "$T/setup-options")"
+setup_8="$MAN_SRC/spoold-setup.8"
+# an option's item is a .TP tag: ".B --opt", ".BI --opt ARG", ".BR -h , --help"
+awk 'prev == ".TP" && $1 ~ /^\.B[IR]?$/ { print } { prev = $0 }' "$setup_8" |
+	sed 's/\\-/-/g' | grep -oE -- '(^| |")-[-a-z]+' | tr -d ' "' |
+	sort -u >"$T/setup-documented"
+[ -s "$T/setup-documented" ] || fail "no option items in spoold-setup.8"
+setup_synopsis=$(sed -n '/^\.SH SYNOPSIS/,/^\.SH DESCRIPTION/p' "$setup_8" |
+	sed 's/\\-/-/g')
+while read -r opt; do
+	grep -qxF -- "$opt" "$T/setup-documented" ||
+		fail "spoold-setup.8 does not document the option $opt"
+	echo "$setup_synopsis" | grep -qF -- "$opt" ||
+		fail "spoold-setup.8's SYNOPSIS does not show the option $opt"
+done <"$T/setup-options"
+extra=$(comm -13 "$T/setup-options" "$T/setup-documented" | paste -sd' ')
+[ -z "$extra" ] ||
+	fail "spoold-setup.8 documents option(s) spoold-setup does not take: $extra"
+log "spoold-setup.8 documents: $(paste -sd' ' "$T/setup-options")"
 
 # ---- spoold.conf(5) documents every key of common/conf.c ------------------
 

@@ -66,6 +66,7 @@ usr/share/man/man1/newaliases.1.gz
 usr/share/man/man1/sendmail.1.gz
 usr/share/man/man1/spoolctl.1.gz
 usr/share/man/man5/spoold.conf.5.gz
+usr/share/man/man8/spoold-setup.8.gz
 usr/share/man/man8/spoold.8.gz'
 missing=$(comm -23 <(echo "$core") <(echo "$files"))
 [ -z "$missing" ] || fail "the package lacks: $missing"

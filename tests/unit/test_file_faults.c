@@ -1,12 +1,14 @@
 /*
  * test_file_faults.c - what the spool and the maildir transport do when the
  * kernel refuses a step that normally succeeds: an fsync of a folder after
- * a rename, a close of a written file, a write that returns 0.
+ * a rename, a close of a written file, a write that returns 0, a read or a
+ * mapping of a spool file.
  *
- * The faults come from fsync, close and write defined here: the executable's
- * own definitions win over libc's for the libraries linked into it, and
- * only in this test program. Each one fails only while its counter is set,
- * so cmocka and the set-up code see the real calls.
+ * The faults come from fsync, close, write, pread and mmap defined here: the
+ * executable's own definitions win over libc's for the libraries linked into
+ * it, and only in this test program. Each one fails only while its counter
+ * (or errno to fail with) is set, so cmocka and the set-up code see the real
+ * calls.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -31,6 +34,8 @@ static int fail_fsync;	     /* fsyncs still to fail with EIO */
 static int fail_close;	     /* closes still to fail with EIO */
 static int zero_writes;	     /* 1: every write returns 0 */
 static int zero_write_calls; /* writes that returned 0 */
+static int fail_pread;	     /* errno for the next pread, then 0 */
+static int fail_mmap;	     /* errno for the next mmap, then 0 */
 
 int
 fsync(int fd)
@@ -73,6 +78,28 @@ write(int fd, const void *buf, size_t len)
 	return syscall(SYS_write, fd, buf, len);
 }
 
+ssize_t
+pread(int fd, void *buf, size_t len, off_t off)
+{
+	if (fail_pread != 0) {
+		errno = fail_pread;
+		fail_pread = 0;
+		return -1;
+	}
+	return syscall(SYS_pread64, fd, buf, len, off);
+}
+
+void *
+mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (fail_mmap != 0) {
+		errno = fail_mmap;
+		fail_mmap = 0;
+		return MAP_FAILED;
+	}
+	return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
 static int
 rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -108,6 +135,67 @@ spool_move_rename_done_sync_failed(void **state)
 			 -ENOENT);
 	/* a move that did not happen is still an error */
 	assert_true(spool_move(sp, id, QUEUE_DIR_NEW, QUEUE_DIR_CUR) < 0);
+	spool_close(sp);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A file too big to read is mapped instead, and a read and a mapping that
+ * fail for the same reason report the same error: the caller's choice
+ * between waiting and giving up must not depend on the file's size. */
+static void
+spool_file_open_load_failures(void **state)
+{
+	static const char *const rcpt[] = {"x@example.org"};
+	static const int errs[] = {EIO, ENOMEM, EDQUOT, EACCES};
+	static const size_t sizes[] = {SPOOL_FILE_READ_MAX / 2,
+				       4 * SPOOL_FILE_READ_MAX};
+	char dir[] = "/tmp/test_file_faults.XXXXXX", err[256];
+	char id[sizeof(sizes) / sizeof(sizes[0])][QUEUE_ID_LEN + 1];
+	struct spool_file f;
+	struct spool *sp;
+	char *msg;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(spool_open(&sp, dir, 1, err, sizeof(err)), 0);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		msg = malloc(sizes[i]);
+		assert_non_null(msg);
+		memset(msg, 'x', sizes[i]);
+		memcpy(msg, "Subject: x\r\n\r\n", 15);
+		assert_int_equal(spool_submit(sp, "a@example.org", rcpt, 1, msg,
+					      sizes[i], id[i], err,
+					      sizeof(err)),
+				 0);
+		free(msg);
+		assert_int_equal(
+		    spool_move(sp, id[i], QUEUE_DIR_NEW, QUEUE_DIR_CUR), 0);
+	}
+	for (size_t e = 0; e < sizeof(errs) / sizeof(errs[0]); e++) {
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			int *fault = sizes[i] > SPOOL_FILE_READ_MAX
+					 ? &fail_mmap
+					 : &fail_pread;
+
+			*fault = errs[e];
+			assert_int_equal(spool_file_open(sp, QUEUE_DIR_CUR,
+							 id[i], &f, err,
+							 sizeof(err)),
+					 -errs[e]);
+			assert_int_equal(*fault, 0);
+			assert_non_null(strstr(err, strerror(errs[e])));
+			assert_int_equal(f.fd, -1);
+			spool_file_close(&f); /* a failed open: a no-op */
+		}
+	}
+	/* and with a kernel that behaves, both open */
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		assert_int_equal(spool_file_open(sp, QUEUE_DIR_CUR, id[i], &f,
+						 err, sizeof(err)),
+				 0);
+		assert_int_equal(f.mapped, sizes[i] > SPOOL_FILE_READ_MAX);
+		spool_file_close(&f);
+	}
 	spool_close(sp);
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -215,6 +303,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(spool_move_rename_done_sync_failed),
+	    cmocka_unit_test(spool_file_open_load_failures),
 	    cmocka_unit_test(maildir_close_failure_defers),
 	    cmocka_unit_test(maildir_zero_write_fails),
 	};
