@@ -172,6 +172,15 @@ is_program "$setup" || fail "spoold-setup is not an executable file in $SBINDIR"
 grep -qxF "spoolctl=$BINDIR/spoolctl" "$setup" ||
 	fail "spoold-setup does not name $BINDIR/spoolctl"
 sh -n "$setup" || fail "spoold-setup is not a valid shell script"
+# a mistake in its options: one line that names it, and EX_USAGE (64),
+# before anything is changed (the checks come before the root check)
+for bad in --user --group --spoolctl "--user=" --bogus; do
+	rc=0
+	runuser -u nobody -- sh -s -- $bad <"$setup" >"$T/setup.out" 2>"$T/setup.err" || rc=$?
+	[ "$rc" = 64 ] || fail "spoold-setup $bad exited $rc, want 64: $(cat "$T/setup.err")"
+	[ "$(wc -l <"$T/setup.err")" = 1 ] && grep -q -- "spoold-setup: .*${bad%=}.*--help" "$T/setup.err" ||
+		fail "spoold-setup $bad said: $(cat "$T/setup.out" "$T/setup.err")"
+done
 for f in tmpfiles.d sysusers.d; do
 	cmp -s "$ROOT$PREFIX/lib/$f/spoold.conf" \
 		"$SPOOL_SRC/dist/spoold.${f%.d}" ||
