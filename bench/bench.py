@@ -593,12 +593,13 @@ def scale(sp, work, n, quiet_s):
     sp.set_relay(port)
     sp.start()
     tags = ["scale.%d" % i for i in range(n)]
-    in_parallel(lambda part: submit_all(sp, part), tags)
-    # and one failed message, kept for failed_keep as an operator's would
-    # be: the idle CPU then includes looking for expired ones
+    # one failed message, kept for failed_keep as an operator's would be,
+    # so that the idle CPU includes looking for expired ones; made first,
+    # as the first look after it comes within 30 s
     refused = "%014x%s" % (time.time_ns() // 1000, os.urandom(5).hex())
     with open(os.path.join(sp.spool, "new", refused), "wb") as f:
         f.write(b"not a spool file\n")
+    in_parallel(lambda part: submit_all(sp, part), tags)
     time.sleep(5)  # picked up and tried once
     cpu0 = tree_cpu(sp.pid())
     time.sleep(quiet_s)
