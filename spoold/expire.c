@@ -96,10 +96,6 @@ sched_expire_failed(struct daemon *d)
 	}
 	if (rc == 0)
 		rc = state_foreach(txn, expire_scan_cb, &x);
-	/* a full pass found them all; a cut one walks again next rescan */
-	if (rc >= 0 && x.n < EXPIRE_MAX)
-		d->failed_walk_after =
-		    uv_now(d->loop) + expire_walk_gap_ms(keep);
 	for (size_t i = 0; rc >= 0 && i < x.n; i++)
 		rc = state_msg_del(txn, x.ids[i]);
 	if (rc < 0 || x.n == 0) {
@@ -122,6 +118,12 @@ sched_expire_failed(struct daemon *d)
 	}
 	rc = (int)x.n;
 out:
+	/* the next look in a while, once this one found and removed all
+	 * there was; a failed one, or one cut at EXPIRE_MAX, looks again at
+	 * the next rescan */
+	if (rc >= 0 && x.n < EXPIRE_MAX)
+		d->failed_walk_after =
+		    uv_now(d->loop) + expire_walk_gap_ms(keep);
 	free(x.ids);
 	return rc;
 }
